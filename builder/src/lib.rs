@@ -1,0 +1,1 @@
+//! distill-builder (being written).

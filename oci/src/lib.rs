@@ -1,0 +1,1 @@
+//! distill-oci (being written).

@@ -1,0 +1,1 @@
+//! distill-runtime (being written).

@@ -1,0 +1,1 @@
+//! distill-sandbox (being written).

@@ -1,0 +1,1 @@
+//! distill-store (being written).

@@ -1,0 +1,1 @@
+//! Shared helpers for distill's end-to-end tests.

@@ -1,0 +1,1 @@
+//! distill-tracer (being written).
