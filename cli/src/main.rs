@@ -1,1 +1,357 @@
-fn main() {}
+//! `distill`: build deterministic, minimal, verifiable container images from a signed manifest,
+//! and run them. One binary, docker-style subcommands. Exit codes: 0 success, 1 failure,
+//! 2 refused input (bad usage, a manifest or signature that is refused).
+
+mod store_cmd;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use distill_builder::{BuildOptions, Progress};
+
+/// Exit code for refused input.
+const EXIT_REFUSED: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "distill",
+    version,
+    about = "Deterministic, minimal, verifiable container images"
+)]
+struct Cli {
+    /// Directory holding the store, the fetch cache and image records.
+    #[arg(
+        long,
+        global = true,
+        env = "DISTILL_ROOT",
+        default_value = "/var/lib/distill"
+    )]
+    root: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// OpenPGP keys for signing manifests.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Sign a manifest: writes a detached armored signature `<manifest>.asc`.
+    Sign {
+        /// The manifest to sign.
+        manifest: PathBuf,
+        /// The secret key (from `distill key generate`).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Verify a manifest's signature, fetch its sources and build its packages into the store.
+    Build(BuildArgs),
+    /// Rebuild a signed manifest from scratch in a fresh root and compare the image bit for bit.
+    Verify {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The image to compare with (default: the one this root last built for the manifest).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Trusted keyring(s), as for build.
+        #[arg(long)]
+        keyring: Vec<PathBuf>,
+        /// Show every build step's output on stderr.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Inspect and maintain the store.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+    /// Write pinned source entries for the manifest.
+    #[command(subcommand)]
+    Pin(PinCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Generate a signing key: `secret.asc` (keep it private) and `cert.asc` (share it).
+    Generate {
+        /// Directory to write the two files into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The key's user id.
+        #[arg(long, default_value = "distill signing key")]
+        user_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PinCommand {
+    /// Pin Debian packages by name: version and sha256 from apt's signed index.
+    Deb {
+        /// Package names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Also pin the dependency closure (Depends and Pre-Depends).
+        #[arg(long)]
+        with_deps: bool,
+    },
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The manifest (its signature is read from `<manifest>.asc`).
+    manifest: PathBuf,
+    /// A trusted keyring (armored certificates); may repeat. Fallbacks: `DISTILL_KEYRING`,
+    /// then `/etc/distill/keyring.asc`.
+    #[arg(long)]
+    keyring: Vec<PathBuf>,
+    /// Show every build step's output on stderr.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Write the image into this directory (`<name>.oci.tar` and `<name>.spdx.json`); the
+    /// image manifest digest is the last line of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Archive format(s) to write with --out: `oci` (default) or `docker-archive` (also
+    /// writes `<name>.docker.tar` for `docker load`).
+    #[arg(long, value_enum, default_value = "oci", requires = "out")]
+    format: FormatArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Oci,
+    DockerArchive,
+}
+
+/// An error with the exit code it should give.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: 1,
+            error: e.into(),
+        }
+    }
+}
+
+fn refused(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_REFUSED,
+        error: error.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DISTILL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("distill: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Key(KeyCommand::Generate { out, user_id }) => {
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let fpr = distill_manifest::sign::generate_key(&user_id, &out).map_err(refused)?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "fingerprint": fpr,
+                        "secret": out.join("secret.asc"),
+                        "cert": out.join("cert.asc"),
+                    })
+                );
+            } else {
+                eprintln!(
+                    "wrote {} (keep it private) and {}",
+                    out.join("secret.asc").display(),
+                    out.join("cert.asc").display()
+                );
+                println!("{fpr}");
+            }
+            Ok(())
+        }
+        Command::Sign { manifest, key } => {
+            let sig = distill_manifest::sign::sign_file(&manifest, &key).map_err(refused)?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "signature": sig }));
+            } else {
+                println!("{}", sig.display());
+            }
+            Ok(())
+        }
+        Command::Build(args) => build(&cli.root, cli.json, args),
+        Command::Verify {
+            manifest,
+            image,
+            keyring,
+            verbose,
+        } => verify(
+            &cli.root,
+            cli.json,
+            &manifest,
+            image.as_deref(),
+            keyring,
+            verbose,
+        ),
+        Command::Store(cmd) => store_cmd::run(&cli.root, cli.json, cmd),
+        Command::Pin(PinCommand::Deb { names, with_deps }) => {
+            let pins = distill_manifest::pin::pin_debs(&names, with_deps).map_err(refused)?;
+            if cli.json {
+                let list: Vec<serde_json::Value> = pins
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "source": p.source_name,
+                            "package": p.package,
+                            "version": p.version,
+                            "arch": p.arch,
+                            "sha256": p.sha256,
+                            "filename": p.filename,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", distill_manifest::pin::render_sources(&pins));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The keyrings to trust: `--keyring` flags, else `DISTILL_KEYRING` (colon-separated), else
+/// `/etc/distill/keyring.asc`.
+fn keyrings(flags: Vec<PathBuf>) -> Result<Vec<PathBuf>, Failure> {
+    if !flags.is_empty() {
+        return Ok(flags);
+    }
+    if let Some(v) = std::env::var_os("DISTILL_KEYRING") {
+        let list: Vec<PathBuf> = std::env::split_paths(&v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if !list.is_empty() {
+            return Ok(list);
+        }
+    }
+    let system = Path::new("/etc/distill/keyring.asc");
+    if system.exists() {
+        return Ok(vec![system.to_path_buf()]);
+    }
+    Err(refused(anyhow::anyhow!(
+        "no trusted keyring: pass --keyring FILE (e.g. the cert.asc from `distill key generate`), set DISTILL_KEYRING, or install /etc/distill/keyring.asc"
+    )))
+}
+
+fn build(root: &Path, json: bool, args: BuildArgs) -> Result<(), Failure> {
+    let opts = BuildOptions {
+        root: root.to_path_buf(),
+        keyrings: keyrings(args.keyring)?,
+        progress: if json {
+            Progress::hidden()
+        } else {
+            Progress::auto()
+        },
+        verbose: args.verbose,
+        out: args.out,
+        format: match args.format {
+            FormatArg::Oci => distill_builder::OutputFormat::Oci,
+            FormatArg::DockerArchive => distill_builder::OutputFormat::DockerArchive,
+        },
+    };
+    let report = distill_builder::build(&args.manifest, &opts).map_err(|e| Failure {
+        code: e.exit_code() as u8,
+        error: e.into(),
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let built = report.paths.iter().filter(|p| p.built).count();
+        eprintln!(
+            "signed by {}; {} of {} store paths built",
+            report.signer,
+            built,
+            report.paths.len()
+        );
+        for p in report.paths.iter().filter(|p| p.kind == "package") {
+            println!("{}", p.path.display());
+        }
+        if let Some(image) = &report.image {
+            eprintln!(
+                "wrote {} and {}",
+                image.archive.display(),
+                image.sbom.display()
+            );
+            if let Some(d) = &image.docker_archive {
+                eprintln!("wrote {}", d.display());
+            }
+            println!("{}", image.digest);
+        }
+    }
+    Ok(())
+}
+
+fn verify(
+    root: &Path,
+    json: bool,
+    manifest: &Path,
+    image: Option<&Path>,
+    keyring: Vec<PathBuf>,
+    verbose: bool,
+) -> Result<(), Failure> {
+    let opts = BuildOptions {
+        root: root.to_path_buf(),
+        keyrings: keyrings(keyring)?,
+        progress: if json {
+            Progress::hidden()
+        } else {
+            Progress::auto()
+        },
+        verbose,
+        out: None,
+        format: distill_builder::OutputFormat::Oci,
+    };
+    let outcome = distill_builder::verify(manifest, image, &opts).map_err(|e| Failure {
+        code: e.exit_code() as u8,
+        error: e.into(),
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    }
+    if outcome.identical() {
+        if !json {
+            eprintln!("rebuilt {} identically", outcome.reference.display());
+            println!("{}", outcome.actual);
+        }
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "rebuild differs from {}: expected {}, got {}; first difference: {}",
+            outcome.reference.display(),
+            outcome.expected,
+            outcome.actual,
+            outcome.difference.as_deref().unwrap_or("unknown")
+        )
+        .into())
+    }
+}

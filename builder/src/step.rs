@@ -1,0 +1,293 @@
+//! Running a package's build steps hermetically in the sandbox.
+//!
+//! The sandbox root is an empty tmpfs holding only: every declared input, read-only, at
+//! `/store/<store-name>`; the output, writable, at `/store/<own store-name>` (`$out`); a
+//! writable `/build` (the working directory); a tmpfs `/tmp`; a minimal `/dev` and `/proc`.
+//! A package with `root = "pkg"` also gets that package's top-level entries, read-only, at `/`.
+//! New mount, pid, net (loopback only), uts and ipc namespaces; hostname `distill`; umask 022;
+//! a fixed environment and nothing inherited.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use distill_sandbox::{Mount, Namespaces, Proc, Root, Spec, Stdio};
+
+use crate::plan::SANDBOX_STORE;
+
+/// How many lines of a failed step's output the error shows.
+pub const TAIL_LINES: usize = 20;
+
+/// One input as the sandbox sees it.
+pub struct SandboxInput {
+    /// Manifest name (exported as an env var, see [`crate::plan::input_var`]).
+    pub name: String,
+    /// Store name (`<digest>-<name>-<version>`).
+    pub store_name: String,
+    /// Path on the host.
+    pub host_path: PathBuf,
+}
+
+/// Everything needed to run one package's steps.
+pub struct StepContext<'a> {
+    /// Package name, for messages.
+    pub package: &'a str,
+    /// Declared inputs.
+    pub inputs: &'a [SandboxInput],
+    /// A package whose top-level entries become the sandbox's `/`.
+    pub root: Option<&'a SandboxInput>,
+    /// The package's own store name (where `$out` points inside).
+    pub out_store_name: &'a str,
+    /// The host directory that receives the output.
+    pub out_host: &'a Path,
+    /// The host directory mounted at `/build`.
+    pub build_host: &'a Path,
+    /// Extra environment from the manifest.
+    pub env: &'a [(String, String)],
+    /// The shell prefix (`sh -e -c`), `$name` references not yet expanded.
+    pub shell: &'a [String],
+    /// `SOURCE_DATE_EPOCH`.
+    pub epoch: i64,
+}
+
+/// A step that did not succeed.
+#[derive(Debug)]
+pub struct StepFailure {
+    /// What happened (exit code, signal, or sandbox error).
+    pub what: String,
+    /// The last lines of its output.
+    pub tail: Vec<String>,
+}
+
+fn sandbox_path(store_name: &str) -> PathBuf {
+    Path::new(SANDBOX_STORE).join(store_name)
+}
+
+impl StepContext<'_> {
+    /// The fixed environment of every step.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut path = Vec::new();
+        for i in self.inputs {
+            for sub in ["bin", "usr/bin", "sbin", "usr/sbin"] {
+                if i.host_path.join(sub).is_dir() {
+                    path.push(sandbox_path(&i.store_name).join(sub).display().to_string());
+                }
+            }
+        }
+        if self.root.is_some() {
+            for p in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+                path.push(p.to_string());
+            }
+        }
+        let mut env = vec![
+            ("PATH".to_string(), path.join(":")),
+            ("HOME".to_string(), "/homeless".to_string()),
+            ("TMPDIR".to_string(), "/tmp".to_string()),
+            ("TZ".to_string(), "UTC".to_string()),
+            ("LC_ALL".to_string(), "C".to_string()),
+            ("SOURCE_DATE_EPOCH".to_string(), self.epoch.to_string()),
+            (
+                "out".to_string(),
+                sandbox_path(self.out_store_name).display().to_string(),
+            ),
+        ];
+        for i in self.inputs {
+            env.push((
+                crate::plan::input_var(&i.name),
+                sandbox_path(&i.store_name).display().to_string(),
+            ));
+        }
+        for (k, v) in self.env {
+            env.push((k.clone(), v.clone()));
+        }
+        env.sort();
+        env.dedup_by(|a, b| a.0 == b.0);
+        env
+    }
+
+    /// The shell prefix with `$name` at the start of an argument replaced by its value.
+    pub fn expand_shell(&self, env: &[(String, String)]) -> Vec<String> {
+        self.shell
+            .iter()
+            .map(|arg| {
+                let Some(rest) = arg.strip_prefix('$') else {
+                    return arg.clone();
+                };
+                let (var, tail) = match rest.find('/') {
+                    Some(i) => (&rest[..i], &rest[i..]),
+                    None => (rest, ""),
+                };
+                match env.iter().find(|(k, _)| k == var) {
+                    Some((_, v)) => format!("{v}{tail}"),
+                    None => arg.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn mounts(&self) -> Vec<Mount> {
+        let mut mounts = Vec::new();
+        if let Some(root) = self.root {
+            if let Ok(rd) = std::fs::read_dir(&root.host_path) {
+                let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).collect();
+                entries.sort_by_key(|e| e.file_name());
+                for e in entries {
+                    let dst = Path::new("/").join(e.file_name());
+                    if dst == Path::new("/store")
+                        || dst == Path::new("/build")
+                        || dst == Path::new("/tmp")
+                        || dst == Path::new("/dev")
+                        || dst == Path::new("/proc")
+                    {
+                        continue;
+                    }
+                    let ft = match e.file_type() {
+                        Ok(ft) => ft,
+                        Err(_) => continue,
+                    };
+                    if ft.is_symlink() {
+                        if let Ok(target) = std::fs::read_link(e.path()) {
+                            mounts.push(Mount::Symlink { target, dst });
+                        }
+                    } else {
+                        mounts.push(Mount::Bind {
+                            src: e.path(),
+                            dst,
+                            readonly: true,
+                            recursive: false,
+                        });
+                    }
+                }
+            }
+        }
+        for i in self.inputs {
+            mounts.push(Mount::Bind {
+                src: i.host_path.clone(),
+                dst: sandbox_path(&i.store_name),
+                readonly: true,
+                recursive: false,
+            });
+        }
+        mounts.push(Mount::Bind {
+            src: self.out_host.to_path_buf(),
+            dst: sandbox_path(self.out_store_name),
+            readonly: false,
+            recursive: false,
+        });
+        mounts.push(Mount::Bind {
+            src: self.build_host.to_path_buf(),
+            dst: PathBuf::from("/build"),
+            readonly: false,
+            recursive: false,
+        });
+        mounts.push(Mount::Tmpfs {
+            dst: PathBuf::from("/tmp"),
+            size: None,
+            mode: 0o1777,
+        });
+        mounts.push(Mount::Dir {
+            dst: PathBuf::from("/homeless"),
+            mode: 0o555,
+        });
+        mounts
+    }
+
+    /// Run one step; `on_line` sees every output line as it comes.
+    pub fn run(&self, step: &str, mut on_line: impl FnMut(&str)) -> Result<(), StepFailure> {
+        let env = self.environment();
+        let mut argv: Vec<OsString> = self
+            .expand_shell(&env)
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        argv.push(step.into());
+        let (read, write) = pipe().map_err(|e| StepFailure {
+            what: format!("cannot create a pipe: {e}"),
+            tail: Vec::new(),
+        })?;
+        let write2 = write.try_clone().map_err(|e| StepFailure {
+            what: format!("cannot duplicate a pipe: {e}"),
+            tail: Vec::new(),
+        })?;
+        let spec = Spec {
+            argv,
+            env: env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect(),
+            cwd: PathBuf::from("/build"),
+            root: Root::Tmpfs,
+            readonly_root: false,
+            mounts: self.mounts(),
+            namespaces: Namespaces {
+                mount: true,
+                pid: true,
+                net: true,
+                uts: true,
+                ipc: true,
+                cgroup: false,
+            },
+            hostname: Some("distill".into()),
+            loopback: true,
+            dev: true,
+            proc: Proc::Mount,
+            sys: false,
+            umask: 0o022,
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            no_new_privs: true,
+            capabilities: None,
+            rlimits: Vec::new(),
+            stdin: Stdio::Null,
+            stdout: Stdio::Fd(write),
+            stderr: Stdio::Fd(write2),
+            die_with_parent: true,
+            pre_exec: None,
+            wait_for_parent: false,
+        };
+        let child = distill_sandbox::spawn(&spec);
+        // The parent's copies of the write ends live in `spec`; drop them so EOF arrives.
+        drop(spec);
+        let mut child = child.map_err(|e| StepFailure {
+            what: e.to_string(),
+            tail: Vec::new(),
+        })?;
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES + 1);
+        let mut reader = BufReader::new(std::fs::File::from(read));
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches('\n');
+                    on_line(line);
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.to_string());
+                }
+            }
+        }
+        let status = child.wait().map_err(|e| StepFailure {
+            what: e.to_string(),
+            tail: tail.iter().cloned().collect(),
+        })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(StepFailure {
+                what: status.to_string(),
+                tail: tail.into_iter().collect(),
+            })
+        }
+    }
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
