@@ -215,14 +215,6 @@ pub fn plan(m: &LoadedManifest) -> Plan {
     Plan { nodes, index }
 }
 
-/// The environment variable name under which an input's in-sandbox store path is exported:
-/// the input name with every character outside `[A-Za-z0-9_]` replaced by `_`.
-pub fn input_var(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,9 +239,4 @@ mod tests {
         assert_eq!(source_file_name("s", &k), "s");
     }
 
-    #[test]
-    fn input_vars() {
-        assert_eq!(input_var("hello-src"), "hello_src");
-        assert_eq!(input_var("gcc-12.x"), "gcc_12_x");
-    }
 }

@@ -22,7 +22,7 @@ pub const TAIL_LINES: usize = 20;
 
 /// One input as the sandbox sees it.
 pub struct SandboxInput {
-    /// Manifest name (exported as an env var, see [`crate::plan::input_var`]).
+    /// Manifest name (exported as an env var, see [`distill_manifest::input_env_name`]).
     pub name: String,
     /// Store name (`<digest>-<name>-<version>`).
     pub store_name: String,
@@ -94,10 +94,9 @@ impl StepContext<'_> {
             ),
         ];
         for i in self.inputs {
-            env.push((
-                crate::plan::input_var(&i.name),
-                sandbox_path(&i.store_name).display().to_string(),
-            ));
+            if let Some(var) = distill_manifest::input_env_name(&i.name) {
+                env.push((var, sandbox_path(&i.store_name).display().to_string()));
+            }
         }
         for (k, v) in self.env {
             env.push((k.clone(), v.clone()));
