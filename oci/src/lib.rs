@@ -1,1 +1,41 @@
-//! distill-oci (being written).
+//! distill-oci: deterministic OCI images and safe loading.
+//!
+//! Writing: [`write_layer`] turns a directory tree (or a chosen set of its paths) into a
+//! reproducible layer tar (sorted, fixed mtime/owner, PAX only for long values), compressed
+//! with pinned settings; [`image_documents`] builds canonical config/manifest/index JSON
+//! ([`canonical_json`]); [`write_oci_archive`] and [`write_docker_archive`] write the image
+//! as a deterministic tarball, atomically.
+//!
+//! Reading: [`load_archive`] verifies every blob against its digest while streaming and
+//! unpacks the layers into a plain directory, refusing entries that could escape it;
+//! [`diff_archives`] names the first difference between two image archives.
+//!
+//! The crate knows nothing of manifests, the store or the runtime.
+
+mod archive;
+mod diff;
+mod digest;
+mod docs;
+mod error;
+mod layer;
+mod load;
+mod outer;
+mod tarfmt;
+mod unpack;
+
+pub use archive::{write_docker_archive, write_oci_archive};
+pub use diff::{diff_archives, DiffKind, DiffLocation, Difference};
+pub use digest::Digest;
+pub use docs::{
+    canonical_json, image_documents, rfc3339, BlobData, Documents, ExtraBlob, ImageConfig,
+    ImageSpec, REF_NAME_ANNOTATION,
+};
+pub use error::{Error, Result};
+pub use layer::{
+    write_layer, Compression, LayerBlob, LayerOptions, LayerSource, Ownership,
+    COMPRESSION_ANNOTATION, GZIP_LEVEL, ZSTD_LEVEL,
+};
+pub use load::{load_archive, LoadedImage};
+pub use outer::ArchiveFormat;
+mod inspect;
+pub use inspect::{inspect_archive, ArchiveInfo};
