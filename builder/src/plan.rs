@@ -238,5 +238,4 @@ mod tests {
         };
         assert_eq!(source_file_name("s", &k), "s");
     }
-
 }

@@ -2,6 +2,7 @@
 //! and run them. One binary, docker-style subcommands. Exit codes: 0 success, 1 failure,
 //! 2 refused input (bad usage, a manifest or signature that is refused).
 
+mod image_cmd;
 mod store_cmd;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,23 @@ enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Load an image archive (OCI layout tar or docker-archive): every blob is checked, the
+    /// layers are unpacked safely into a plain directory under the root.
+    Load {
+        /// The archive.
+        archive: PathBuf,
+    },
+    /// List loaded images.
+    Images,
+    /// Remove loaded images.
+    Rmi {
+        /// Image names or digests.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Maintain loaded images.
+    #[command(subcommand)]
+    Image(image_cmd::ImageCommand),
     /// Inspect and maintain the store.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -156,7 +174,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Everything below works with absolute paths (sandbox mounts, records); a relative
+    // --root means relative to where distill was started.
+    if let Ok(abs) = std::path::absolute(&cli.root) {
+        cli.root = abs;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -215,6 +238,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             verbose,
         ),
         Command::Store(cmd) => store_cmd::run(&cli.root, cli.json, cmd),
+        Command::Load { archive } => image_cmd::load(&cli.root, cli.json, &archive),
+        Command::Images => image_cmd::list(&cli.root, cli.json),
+        Command::Rmi { images } => image_cmd::remove(&cli.root, &images),
+        Command::Image(cmd) => image_cmd::run(&cli.root, cli.json, cmd),
         Command::Pin(PinCommand::Deb { names, with_deps }) => {
             let pins = distill_manifest::pin::pin_debs(&names, with_deps).map_err(refused)?;
             if cli.json {

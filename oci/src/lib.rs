@@ -39,3 +39,5 @@ pub use load::{load_archive, LoadedImage};
 pub use outer::ArchiveFormat;
 mod inspect;
 pub use inspect::{inspect_archive, ArchiveInfo};
+mod images;
+pub use images::{normalize_name, parse_config, ImageRecord, Images};

@@ -17,7 +17,11 @@ fn time_runs(w: &World, args: &[&str], n: usize) -> Duration {
         let t = Instant::now();
         let out = w.command(args).output().expect("run distill");
         times.push(t.elapsed());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     median(times)
 }
@@ -32,14 +36,18 @@ fn main() {
     let out = w.path("out");
     let out = out.to_str().unwrap();
     let first = Instant::now();
-    w.distill(&["build", m, "--keyring", cert, "--out", out]).ok();
+    w.distill(&["build", m, "--keyring", cert, "--out", out])
+        .ok();
     let first = first.elapsed();
 
     let packages = time_runs(&w, &["build", m, "--keyring", cert], 21);
     let image = time_runs(&w, &["build", m, "--keyring", cert, "--out", out], 21);
     let target = Duration::from_millis(100);
     println!("distill build, examples/hello (first build, fetch included: {first:.2?})");
-    for (what, t) in [("unchanged manifest, packages only", packages), ("unchanged manifest, image present", image)] {
+    for (what, t) in [
+        ("unchanged manifest, packages only", packages),
+        ("unchanged manifest, image present", image),
+    ] {
         println!(
             "  {what:<36} median {:>7.2} ms   target <= 100 ms   ratio {:.2}  {}",
             t.as_secs_f64() * 1000.0,

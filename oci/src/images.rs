@@ -1,0 +1,328 @@
+//! Images loaded on this machine: a plain directory per image under `<root>/images/`.
+//!
+//! ```text
+//! <root>/images/<hex>/rootfs/       the unpacked layers (what a container's root is made from)
+//! <root>/images/<hex>/config.json   the verified image config blob
+//! <root>/images/<hex>/image.json    name, digest, size, created, loaded_at, annotations
+//! ```
+//! `<hex>` is the image manifest digest (the config digest for a legacy docker-archive, which
+//! has no manifest). An image directory appears only once complete ([`load_archive`] unpacks
+//! in a sibling temp directory and renames); removal renames it away first, so readers never
+//! see a half-removed image. Names (`hello:latest`) are unique: loading a new image under a
+//! name takes the name from the image that had it.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::docs::ImageConfig;
+use crate::error::{io_err, Error, Result};
+use crate::inspect::inspect_archive;
+use crate::load::load_archive;
+use crate::outer::image_config;
+
+/// What `image.json` records about a loaded image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Reference name (`hello:latest`), if it still has one.
+    pub name: Option<String>,
+    /// `sha256:...` of the image manifest (or of the config for a legacy docker-archive).
+    pub digest: String,
+    /// `sha256:...` of the config.
+    pub config_digest: String,
+    /// Bytes of unpacked file content.
+    pub size: u64,
+    /// The config's `created` time (RFC 3339), if set.
+    pub created: Option<String>,
+    /// When it was loaded here (seconds since 1970).
+    pub loaded_at: u64,
+    /// The image manifest's annotations.
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// The directory of loaded images.
+#[derive(Clone, Debug)]
+pub struct Images {
+    dir: PathBuf,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Parse an image config blob into the runtime configuration.
+pub fn parse_config(bytes: &[u8]) -> Result<ImageConfig> {
+    let cfg: oci_spec::image::ImageConfiguration =
+        serde_json::from_slice(bytes).map_err(|source| Error::Json {
+            what: "image config".into(),
+            source,
+        })?;
+    Ok(image_config(&cfg))
+}
+
+fn created_of(bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    v.get("created")?.as_str().map(str::to_string)
+}
+
+impl Images {
+    /// The image directory under `root` (`<root>/images`); nothing is created until a load.
+    pub fn new(root: &Path) -> Images {
+        Images {
+            dir: root.join("images"),
+        }
+    }
+
+    /// `<root>/images`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory of an image.
+    pub fn path(&self, rec: &ImageRecord) -> PathBuf {
+        self.dir.join(rec.digest.trim_start_matches("sha256:"))
+    }
+
+    /// The unpacked root of an image.
+    pub fn rootfs(&self, rec: &ImageRecord) -> PathBuf {
+        self.path(rec).join("rootfs")
+    }
+
+    /// The runtime configuration of an image.
+    pub fn config(&self, rec: &ImageRecord) -> Result<ImageConfig> {
+        let p = self.path(rec).join("config.json");
+        let bytes = fs::read(&p).map_err(io_err(&p, "read"))?;
+        parse_config(&bytes)
+    }
+
+    /// Load an archive (OCI layout tar or docker-archive): verify every blob, unpack safely,
+    /// record it. Loading an image that is already here only updates its name.
+    pub fn load(&self, archive: &Path) -> Result<(ImageRecord, bool)> {
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir, "create directory"))?;
+        let info = inspect_archive(archive)?;
+        let digest = info
+            .manifest_digest
+            .clone()
+            .unwrap_or_else(|| info.config_digest.clone());
+        let dest = self.dir.join(digest.hex());
+        let fresh = if dest.join("image.json").exists() {
+            false
+        } else {
+            match load_archive(archive, &dest) {
+                Ok(_) => true,
+                // Another load of the same image won the race.
+                Err(Error::DestinationExists(_)) => false,
+                Err(e) => {
+                    if dest.join("image.json").exists() {
+                        false
+                    } else {
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let name = info.ref_name.clone().map(|n| normalize_name(&n));
+        let _lock = self.lock()?;
+        let rec = if fresh {
+            let cfg_path = dest.join("config.json");
+            let cfg = fs::read(&cfg_path).map_err(io_err(&cfg_path, "read"))?;
+            ImageRecord {
+                name: name.clone(),
+                digest: digest.as_str().to_string(),
+                config_digest: info.config_digest.as_str().to_string(),
+                size: dir_size(&dest.join("rootfs")).map_err(io_err(&dest, "measure"))?,
+                created: created_of(&cfg),
+                loaded_at: now_secs(),
+                annotations: info.annotations.clone(),
+            }
+        } else {
+            let mut rec = self.read_record(&dest)?;
+            rec.name = name.clone().or(rec.name);
+            rec
+        };
+        if let Some(n) = &name {
+            for mut other in self.list()? {
+                if other.digest != rec.digest && other.name.as_deref() == Some(n) {
+                    other.name = None;
+                    self.write_record(&other)?;
+                }
+            }
+        }
+        self.write_record(&rec)?;
+        Ok((rec, fresh))
+    }
+
+    fn lock(&self) -> Result<fs::File> {
+        let p = self.dir.join(".lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_err(&p, "open"))?;
+        // SAFETY: flock on a valid fd we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
+            return Err(io_err(&p, "lock")(io::Error::last_os_error()));
+        }
+        Ok(f)
+    }
+
+    fn read_record(&self, dir: &Path) -> Result<ImageRecord> {
+        let p = dir.join("image.json");
+        let bytes = fs::read(&p).map_err(io_err(&p, "read"))?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            what: p.display().to_string(),
+            source,
+        })
+    }
+
+    fn write_record(&self, rec: &ImageRecord) -> Result<()> {
+        let dir = self.path(rec);
+        let tmp = dir.join(".image.json.tmp");
+        let mut bytes = serde_json::to_vec_pretty(rec).expect("record serializes");
+        bytes.push(b'\n');
+        fs::write(&tmp, &bytes).map_err(io_err(&tmp, "write"))?;
+        let f = fs::File::open(&tmp).map_err(io_err(&tmp, "open"))?;
+        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
+        let dst = dir.join("image.json");
+        fs::rename(&tmp, &dst).map_err(io_err(&dst, "rename into place"))?;
+        Ok(())
+    }
+
+    /// Every loaded image, newest first (ties by digest).
+    pub fn list(&self) -> Result<Vec<ImageRecord>> {
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.dir, "read directory")(e)),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(io_err(&self.dir, "read directory"))?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name.len() != 64 {
+                continue;
+            }
+            if e.path().join("image.json").exists() {
+                out.push(self.read_record(&e.path())?);
+            }
+        }
+        out.sort_by(|a, b| b.loaded_at.cmp(&a.loaded_at).then(a.digest.cmp(&b.digest)));
+        Ok(out)
+    }
+
+    /// Find an image by name (`hello`, `hello:latest`), digest (`sha256:...`) or a unique
+    /// prefix of at least 12 hex digits.
+    pub fn resolve(&self, reference: &str) -> Result<ImageRecord> {
+        let all = self.list()?;
+        let wanted = normalize_name(reference);
+        if let Some(r) = all
+            .iter()
+            .find(|r| r.name.as_deref() == Some(wanted.as_str()))
+        {
+            return Ok(r.clone());
+        }
+        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<&ImageRecord> = all
+                .iter()
+                .filter(|r| r.digest.trim_start_matches("sha256:").starts_with(hex))
+                .collect();
+            match matches.len() {
+                1 => return Ok(matches[0].clone()),
+                n if n > 1 => {
+                    return Err(Error::Invalid {
+                        field: "image".into(),
+                        reason: format!(
+                            "{reference:?} is ambiguous ({n} images match); give more digits"
+                        ),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Err(Error::Invalid {
+            field: "image".into(),
+            reason: format!(
+                "no image {reference:?} is loaded here; `distill images` lists them, `distill load FILE.oci.tar` adds one"
+            ),
+        })
+    }
+
+    /// Remove an image.
+    pub fn remove(&self, reference: &str) -> Result<ImageRecord> {
+        let rec = self.resolve(reference)?;
+        let _lock = self.lock()?;
+        let dir = self.path(&rec);
+        let trash = self.dir.join(format!(
+            ".removing-{}-{}",
+            std::process::id(),
+            digest_hex(&rec)
+        ));
+        fs::rename(&dir, &trash).map_err(io_err(&dir, "rename away"))?;
+        fs::remove_dir_all(&trash).map_err(io_err(&trash, "remove"))?;
+        Ok(rec)
+    }
+
+    /// Remove every image loaded at least `age` ago.
+    pub fn prune_older_than(&self, age: Duration) -> Result<Vec<ImageRecord>> {
+        let cutoff = now_secs().saturating_sub(age.as_secs());
+        let mut removed = Vec::new();
+        for rec in self.list()? {
+            if rec.loaded_at <= cutoff {
+                removed.push(self.remove(&rec.digest)?);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn digest_hex(rec: &ImageRecord) -> &str {
+    rec.digest.trim_start_matches("sha256:")
+}
+
+/// `hello` -> `hello:latest`; names with a tag or digest are kept.
+pub fn normalize_name(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || last.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+fn dir_size(p: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    for e in fs::read_dir(p)? {
+        let e = e?;
+        let m = e.path().symlink_metadata()?;
+        if m.is_dir() {
+            total += dir_size(&e.path())?;
+        } else if m.is_file() {
+            total += m.len();
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_default_to_latest() {
+        assert_eq!(normalize_name("hello"), "hello:latest");
+        assert_eq!(normalize_name("hello:1.0"), "hello:1.0");
+        assert_eq!(
+            normalize_name("localhost:5000/hello"),
+            "localhost:5000/hello:latest"
+        );
+    }
+}
