@@ -29,10 +29,10 @@ pub use progress::Progress;
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The signature was refused; nothing was fetched, run or written.
-    #[error("{0}")]
+    #[error(transparent)]
     Signature(#[from] VerifyError),
     /// The manifest is not valid; nothing was fetched, run or written.
-    #[error("{0}")]
+    #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// A source could not be fetched or did not match its pin.
     #[error("source {source_name}: {reason}")]

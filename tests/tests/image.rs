@@ -504,3 +504,54 @@ fn packages_shared_by_images_share_layers_and_zstd_is_an_option() {
     );
     assert_ne!(lc[0]["digest"], lb[0]["digest"]);
 }
+
+#[test]
+fn hello_c_is_compiled_by_a_pinned_gcc_and_rebuilds_identically() {
+    // The example as committed: its signature by the examples key, whose cert is beside it.
+    let w = World::new();
+    let dir = w.path("hello-c");
+    copy_dir(&distill_tests::workspace().join("examples/hello-c"), &dir);
+    let m = dir.join("manifest.toml");
+    let cert = dir.join("signer.asc");
+    let out = w.path("out");
+    let run = w.distill(&[
+        "build",
+        m.to_str().unwrap(),
+        "--keyring",
+        cert.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    run.ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let digest = report["image"]["digest"].as_str().unwrap().to_string();
+    // The digest the README shows.
+    let readme = std::fs::read_to_string(distill_tests::workspace().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&digest),
+        "README does not show the hello-c digest {digest}"
+    );
+    // The program the compiler made runs (it is static) and says which gcc built it.
+    let bin = report["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hello-c")
+        .map(|p| Path::new(p["path"].as_str().unwrap()).join("bin/hello"))
+        .unwrap();
+    let o = Command::new(&bin).arg("ci").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "Hello from C, ci! (built with gcc 12.2)\n"
+    );
+    // A rebuild from scratch in a fresh root gives the same bits.
+    let run = w.distill(&[
+        "verify",
+        m.to_str().unwrap(),
+        "--keyring",
+        cert.to_str().unwrap(),
+    ]);
+    run.ok();
+    assert_eq!(run.stdout.trim(), digest);
+}
