@@ -1,1 +1,1190 @@
-//! distill-runtime (being written).
+//! distill-runtime: the daemonless container runtime behind `distill run/exec/ps/stop/...`.
+//!
+//! * [`cgroup`]: per-container cgroups on v1, v2 and hybrid hosts (limits, live update with
+//!   rollback, OOM detection).
+//! * [`state`]: the state root (`state.json` per container, atomic writes, per-container
+//!   flock for mutations, lock-free `list`/`inspect` with reconciliation against `/proc`).
+//! * [`Runtime`]: the lifecycle. `run` claims the name, then forks a small **monitor**
+//!   (double fork + setsid) that creates the cgroup, clones the container's init into new
+//!   mount/pid/uts/ipc/cgroup (and net for `--network none`) namespaces, moves it into the
+//!   cgroup *before* it sets itself up and execs, records `running`, reaps it and records the
+//!   exit code, signal, OOM kill and time (and removes everything for `--rm`).
+//!   `exec` joins every namespace and the cgroup of the running init; the exec'd process gets
+//!   the same capabilities, no_new_privs and seccomp filter.
+//!
+//! The container's root is a read-only bind of the unpacked image directory (see
+//! [`container`] for the details); stdout/stderr of detached containers go to
+//! `stdout.log`/`stderr.log` in the state directory, chosen in one place
+//! ([`Runtime::log_sink`]) so the memlogd sink can replace it.
+
+pub mod cgroup;
+pub mod container;
+pub mod seccomp;
+pub mod state;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use cgroup::{CgroupError, DeviceRate, Hierarchy, Limits};
+pub use state::{State, StateError, StateRoot, Status};
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The configuration is not usable.
+    #[error("invalid container configuration: {0}")]
+    Config(String),
+    /// State root problem.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// cgroup problem.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// The container is not running.
+    #[error("container {0:?} is not running")]
+    NotRunning(String),
+    /// The container is running and the operation needs it stopped.
+    #[error("container {0:?} is running: stop it first or use `rm -f`")]
+    Running(String),
+    /// The container failed to start.
+    #[error("container {name:?} failed to start: {reason}")]
+    StartFailed {
+        /// Container name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// `exec` failed before the command ran.
+    #[error("exec in container {name:?} failed: {reason}")]
+    ExecFailed {
+        /// Container name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A system call failed.
+    #[error("{op}: {source}")]
+    Sys {
+        /// What was being done.
+        op: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Waiting for readiness timed out or the container died first.
+    #[error("container {name:?} not ready: {reason}")]
+    NotReady {
+        /// Container name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, RuntimeError>;
+
+fn sys(op: impl Into<String>) -> impl FnOnce(io::Error) -> RuntimeError {
+    let op = op.into();
+    move |source| RuntimeError::Sys { op, source }
+}
+
+fn last_err(op: impl Into<String>) -> RuntimeError {
+    RuntimeError::Sys {
+        op: op.into(),
+        source: io::Error::last_os_error(),
+    }
+}
+
+/// Network mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// A new network namespace with only loopback, up.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl std::str::FromStr for Network {
+    type Err = RuntimeError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Network::None),
+            "host" => Ok(Network::Host),
+            _ => Err(RuntimeError::Config(format!(
+                "--network {s:?}: expected none or host"
+            ))),
+        }
+    }
+}
+
+/// A bind mount from the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Host path.
+    pub source: PathBuf,
+    /// Path in the container.
+    pub target: PathBuf,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+impl Volume {
+    /// Parses `HOST:CTR[:ro|:rw]`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [a, b] => (*a, *b, false),
+            [a, b, "ro"] => (*a, *b, true),
+            [a, b, "rw"] => (*a, *b, false),
+            _ => {
+                return Err(RuntimeError::Config(format!(
+                    "-v {s:?}: expected HOST:CONTAINER[:ro]"
+                )))
+            }
+        };
+        if !src.starts_with('/') || !dst.starts_with('/') {
+            return Err(RuntimeError::Config(format!(
+                "-v {s:?}: both paths must be absolute"
+            )));
+        }
+        Ok(Volume {
+            source: src.into(),
+            target: dst.into(),
+            readonly: ro,
+        })
+    }
+}
+
+/// Everything needed to run a container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerConfig {
+    /// Unique name (`[A-Za-z0-9_.-]`, see [`state::validate_name`]).
+    pub name: String,
+    /// The unpacked image directory (mounted read-only as `/`).
+    pub rootfs: PathBuf,
+    /// Command and arguments (resolved through `PATH` when without a slash).
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` environment.
+    pub env: Vec<String>,
+    /// Working directory inside the container (default `/`).
+    pub cwd: String,
+    /// `UID[:GID]` (numeric); default 0:0.
+    pub user: Option<String>,
+    /// Hostname (default: the container name).
+    pub hostname: String,
+    /// Bind mounts.
+    pub volumes: Vec<Volume>,
+    /// Extra tmpfs mount points.
+    pub tmpfs: Vec<PathBuf>,
+    /// No writable tmpfs at /tmp and /run (the root is always read-only).
+    pub read_only: bool,
+    /// Network mode.
+    pub network: Network,
+    /// cgroup limits.
+    pub limits: Limits,
+    /// Signal `stop` sends first (default SIGTERM).
+    pub stop_signal: i32,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    pub stop_timeout: u64,
+    /// Remove the container when it exits (`--rm`).
+    pub auto_remove: bool,
+    /// Install the seccomp filter (false for `--security-opt seccomp=unconfined`).
+    pub seccomp: bool,
+}
+
+impl Default for ContainerConfig {
+    fn default() -> Self {
+        ContainerConfig {
+            name: String::new(),
+            rootfs: PathBuf::new(),
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".into(),
+            user: None,
+            hostname: String::new(),
+            volumes: Vec::new(),
+            tmpfs: Vec::new(),
+            read_only: false,
+            network: Network::None,
+            limits: Limits::default(),
+            stop_signal: libc::SIGTERM,
+            stop_timeout: 10,
+            auto_remove: false,
+            seccomp: true,
+        }
+    }
+}
+
+/// A process to start in a running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// Command and arguments.
+    pub argv: Vec<String>,
+    /// Extra `KEY=VALUE` (added to the container's environment).
+    pub env: Vec<String>,
+    /// Working directory (default: the container's).
+    pub cwd: Option<String>,
+    /// `UID[:GID]` (default: the container's).
+    pub user: Option<String>,
+}
+
+/// Where a foreground process's stdout/stderr go.
+pub enum Output<'a> {
+    /// Straight to the caller's own fds 1 and 2 (no copying).
+    Inherit,
+    /// Copied into these writers until the process closes them.
+    Stream {
+        /// Receives stdout.
+        stdout: &'a mut dyn Write,
+        /// Receives stderr.
+        stderr: &'a mut dyn Write,
+    },
+}
+
+/// Parses a signal name or number: `SIGTERM`, `TERM`, `15`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "ALRM" => libc::SIGALRM,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "WINCH" => libc::SIGWINCH,
+        "PWR" => libc::SIGPWR,
+        _ => return Err(RuntimeError::Config(format!("unknown signal {s:?}"))),
+    };
+    Ok(n)
+}
+
+/// Shell-style exit code of a wait status: the code, or 128+N for signal N.
+pub fn exit_code(status: libc::c_int) -> (i32, Option<i32>) {
+    if libc::WIFSIGNALED(status) {
+        let s = libc::WTERMSIG(status);
+        (128 + s, Some(s))
+    } else {
+        (libc::WEXITSTATUS(status), None)
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(last_err("pipe"));
+    }
+    unsafe { Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))) }
+}
+
+/// A pidfd for `pid`, checked against the recorded start time (no pid-reuse races).
+fn pidfd(pid: i32, start: Option<u64>) -> Option<OwnedFd> {
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    if start.is_some() && state::proc_start_time(pid) != start {
+        return None;
+    }
+    Some(fd)
+}
+
+fn pidfd_signal(fd: &OwnedFd, sig: i32) -> io::Result<()> {
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits until the process behind `fd` exits; true if it did within `timeout`.
+fn pidfd_wait(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                left.as_millis().min(i32::MAX as u128) as i32
+            }
+        };
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        if r > 0 {
+            return true;
+        }
+        if r == 0 {
+            return false;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return false;
+        }
+    }
+}
+
+/// Copies two pipes into two writers until both reach EOF.
+fn pump(out: OwnedFd, err: OwnedFd, w_out: &mut dyn Write, w_err: &mut dyn Write) {
+    let mut open = [Some(out), Some(err)];
+    let mut buf = vec![0u8; 65536];
+    while open.iter().any(|o| o.is_some()) {
+        let mut pfds: Vec<libc::pollfd> = open
+            .iter()
+            .map(|o| libc::pollfd {
+                fd: o.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, -1) };
+        if r < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        for i in 0..2 {
+            if pfds[i].revents == 0 {
+                continue;
+            }
+            let fd = pfds[i].fd;
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+            if n <= 0 {
+                if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                open[i] = None;
+                continue;
+            }
+            let w: &mut dyn Write = if i == 0 { &mut *w_out } else { &mut *w_err };
+            let _ = w.write_all(&buf[..n as usize]);
+            let _ = w.flush();
+        }
+    }
+}
+
+/// The runtime: a state root and the host's cgroup hierarchy.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// The state root.
+    pub state: StateRoot,
+    /// The cgroup hierarchy.
+    pub cgroups: Hierarchy,
+}
+
+/// What the monitor tells `run`.
+enum MonitorMsg {
+    Started(i32),
+    Failed(String),
+}
+
+/// Arguments handed to the cloned child.
+struct CloneArgs<'a> {
+    prepared: &'a container::Prepared,
+    sync_fd: RawFd,
+    err_fd: RawFd,
+    stdio: [RawFd; 3],
+}
+
+extern "C" fn clone_entry(arg: *mut libc::c_void) -> libc::c_int {
+    let a = unsafe { &*(arg as *const CloneArgs) };
+    container::container_init(a.prepared, a.sync_fd, a.err_fd, a.stdio)
+}
+
+impl Runtime {
+    /// Opens the state root at `state_dir` and detects cgroups.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Result<Self> {
+        Ok(Runtime {
+            state: StateRoot::open(state_dir)?,
+            cgroups: Hierarchy::detect()?,
+        })
+    }
+
+    /// The container's cgroup.
+    pub fn cgroup(&self, name: &str) -> cgroup::Cgroup {
+        self.cgroups.cgroup(name)
+    }
+
+    /// The one place that decides where a detached container's stdout/stderr go: today
+    /// `stdout.log`/`stderr.log` (append) in its state directory. The memlogd client
+    /// replaces this by handing pipe ends to the daemon over SCM_RIGHTS.
+    pub fn log_sink(&self, name: &str) -> Result<(OwnedFd, OwnedFd)> {
+        let dir = self.state.dir(name);
+        let open = |f: &str| -> Result<OwnedFd> {
+            let p = dir.join(f);
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&p)
+                .map(OwnedFd::from)
+                .map_err(sys(format!("open log {}", p.display())))
+        };
+        Ok((open("stdout.log")?, open("stderr.log")?))
+    }
+
+    /// Starts a detached container (`run -d`); returns once its command has been exec'd.
+    /// Output goes to the log sink.
+    pub fn run_detached(&self, cfg: &ContainerConfig) -> Result<State> {
+        self.claim(cfg)?;
+        let (out, err) = match self.log_sink(&cfg.name) {
+            Ok(x) => x,
+            Err(e) => {
+                self.discard(&cfg.name);
+                return Err(e);
+            }
+        };
+        let (status, _) = self.start(cfg, out, err)?;
+        drop(status);
+        Ok(self.state.inspect(&cfg.name)?)
+    }
+
+    /// Runs a container in the foreground: streams its output and returns its exit code
+    /// (128+N when killed by signal N) once the monitor has recorded it.
+    pub fn run_foreground(&self, cfg: &ContainerConfig, output: Output<'_>) -> Result<i32> {
+        self.claim(cfg)?;
+        let dup = |fd: RawFd| -> Result<OwnedFd> {
+            let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+            if n < 0 {
+                return Err(last_err(format!("dup fd {fd}")));
+            }
+            Ok(unsafe { OwnedFd::from_raw_fd(n) })
+        };
+        let code = match output {
+            Output::Inherit => {
+                let (o, e) = (dup(1)?, dup(2)?);
+                let (status, _) = self.start(cfg, o, e)?;
+                read_exit(status)
+            }
+            Output::Stream { stdout, stderr } => {
+                let (or, ow) = pipe()?;
+                let (er, ew) = pipe()?;
+                let (status, _) = self.start(cfg, ow, ew)?;
+                pump(or, er, stdout, stderr);
+                read_exit(status)
+            }
+        };
+        code.ok_or_else(|| match self.state.inspect(&cfg.name) {
+            Ok(s) if s.exit_unknown => RuntimeError::StartFailed {
+                name: cfg.name.clone(),
+                reason: "the monitor died; exit status unknown".into(),
+            },
+            _ => RuntimeError::StartFailed {
+                name: cfg.name.clone(),
+                reason: "monitor closed its status pipe without an exit code".into(),
+            },
+        })
+    }
+
+    fn claim(&self, cfg: &ContainerConfig) -> Result<()> {
+        cfg.limits.validate()?;
+        self.prearm();
+        let lock = self.state.create(&State::new(cfg.clone()))?;
+        drop(lock);
+        Ok(())
+    }
+
+    /// Starts, on a short-lived thread, the RCU grace period that the container's cgroup
+    /// migration would otherwise wait for.
+    ///
+    /// Moving a task between cgroups takes `cgroup_threadgroup_rwsem` for writing, and the
+    /// first writer after a quiet period waits for a full RCU grace period (several ms on this
+    /// kernel), the largest single cost of starting a container on cgroup v1. The thread moves
+    /// this process into the cgroup it is already in (a no-op move) while `run` claims the
+    /// name, prepares the mounts and forks the monitor; the monitor's real migration then
+    /// finds the grace period already elapsed (or nearly). Best effort: failures are ignored.
+    /// (On v2, `clone3(CLONE_INTO_CGROUP)` would avoid the migration altogether; not done yet.)
+    fn prearm(&self) {
+        let Some(path) = self.prearm_path() else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("cgroup-prearm".into())
+            .spawn(move || {
+                let _ = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(b"0"));
+            });
+    }
+
+    fn discard(&self, name: &str) {
+        if let Ok(l) = self.state.lock(name) {
+            let _ = self.state.remove(name, &l);
+        }
+    }
+
+    /// Forks the monitor; waits for "started" or a start failure.
+    fn start(
+        &self,
+        cfg: &ContainerConfig,
+        out: OwnedFd,
+        err: OwnedFd,
+    ) -> Result<(BufReader<File>, i32)> {
+        let fail = |e: RuntimeError| {
+            self.discard(&cfg.name);
+            e
+        };
+        let prepared = container::Prepared::new(cfg).map_err(fail)?;
+        let devnull = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open("/dev/null")
+            .map_err(sys("open /dev/null"))
+            .map_err(fail)?;
+        let (status_r, status_w) = pipe().map_err(fail)?;
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(fail(last_err("fork monitor")));
+        }
+        if pid == 0 {
+            // Intermediate: new session, fork the monitor, exit so the monitor is orphaned
+            // (re-parented to init or the nearest subreaper) and outlives `run`.
+            unsafe { libc::setsid() };
+            let m = unsafe { libc::fork() };
+            if m != 0 {
+                unsafe { libc::_exit(if m < 0 { 1 } else { 0 }) };
+            }
+            drop(status_r);
+            self.monitor_main(
+                cfg,
+                &prepared,
+                [devnull.into_raw_fd(), out.into_raw_fd(), err.into_raw_fd()],
+                status_w.into_raw_fd(),
+            );
+        }
+        drop(status_w);
+        drop(out);
+        drop(err);
+        let mut reader = BufReader::new(File::from(status_r));
+        let msg = read_msg(&mut reader);
+        let mut st = 0;
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        match msg {
+            Some(MonitorMsg::Started(p)) => Ok((reader, p)),
+            Some(MonitorMsg::Failed(reason)) => Err(RuntimeError::StartFailed {
+                name: cfg.name.clone(),
+                reason,
+            }),
+            None => Err(RuntimeError::StartFailed {
+                name: cfg.name.clone(),
+                reason: "the monitor exited before starting the container".into(),
+            }),
+        }
+    }
+
+    /// `cgroup.procs` of the cgroup this process is in (see [`Runtime::prearm`]).
+    fn prearm_path(&self) -> Option<PathBuf> {
+        // v1: a hierarchy the container joins anyway; v2: the unified one ("" controllers).
+        let (mount, ctrl) = if self.cgroups.is_v1() {
+            ["freezer", "pids", "memory"]
+                .iter()
+                .find_map(|c| Some((self.cgroups.v1.get(*c)?, *c)))?
+        } else {
+            (self.cgroups.v2.as_ref()?, "")
+        };
+        let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let rel = own.lines().find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+            let hit = if ctrl.is_empty() {
+                ctrls.is_empty()
+            } else {
+                ctrls.split(',').any(|c| c == ctrl)
+            };
+            hit.then(|| path.to_string())
+        })?;
+        Some(mount.join(rel.trim_start_matches('/')).join("cgroup.procs"))
+    }
+
+    /// The monitor process. Never returns.
+    fn monitor_main(
+        &self,
+        cfg: &ContainerConfig,
+        prepared: &container::Prepared,
+        stdio: [RawFd; 3],
+        status_fd: RawFd,
+    ) -> ! {
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            // Do not hold the caller's terminal or pipes: stdio to /dev/null and close every
+            // other inherited descriptor.
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for fd in 0..3 {
+                if !stdio.contains(&fd) && fd != status_fd {
+                    libc::dup2(null, fd);
+                }
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+        close_fds_except(&[0, 1, 2, stdio[0], stdio[1], stdio[2], status_fd]);
+        let mut status = unsafe { File::from_raw_fd(status_fd) };
+        let say = |f: &mut File, m: &str| {
+            let _ = f.write_all(m.as_bytes());
+        };
+        let name = cfg.name.clone();
+        let cg = self.cgroup(&name);
+        let me = unsafe { libc::getpid() };
+        let record = |f: &dyn Fn(&mut State)| -> std::result::Result<(), String> {
+            let lock = self.state.lock(&name).map_err(|e| e.to_string())?;
+            let mut s = self.state.read_raw(&name).map_err(|e| e.to_string())?;
+            f(&mut s);
+            self.state.write(&s, &lock).map_err(|e| e.to_string())
+        };
+        let finish_failed = |status: &mut File, reason: String, cleanup_cg: bool| -> ! {
+            if cleanup_cg {
+                let _ = cg.remove();
+            }
+            let _ = record(&|s: &mut State| {
+                s.status = Status::Exited;
+                s.error = Some(reason.clone());
+                s.exit_code = Some(127);
+                s.finished_ms = Some(state::now_ms());
+            });
+            if cfg.auto_remove {
+                self.discard(&name);
+            }
+            say(status, &format!("E {}\n", reason.replace('\n', " ")));
+            unsafe { libc::_exit(1) }
+        };
+        let (sync_r, sync_w) = match pipe() {
+            Ok(p) => p,
+            Err(e) => finish_failed(&mut status, e.to_string(), true),
+        };
+        let (err_r, err_w) = match pipe() {
+            Ok(p) => p,
+            Err(e) => finish_failed(&mut status, e.to_string(), true),
+        };
+        let args = CloneArgs {
+            prepared,
+            sync_fd: sync_r.as_raw_fd(),
+            err_fd: err_w.as_raw_fd(),
+            stdio,
+        };
+        let mut stack = vec![0u8; 1 << 20];
+        let top = unsafe { stack.as_mut_ptr().add(stack.len()) } as usize & !15;
+        let child = unsafe {
+            libc::clone(
+                clone_entry,
+                top as *mut libc::c_void,
+                prepared.clone_flags() | libc::SIGCHLD,
+                &args as *const CloneArgs as *mut libc::c_void,
+            )
+        };
+        if child < 0 {
+            let e = io::Error::last_os_error();
+            finish_failed(&mut status, format!("clone: {e}"), true);
+        }
+        drop(sync_r);
+        drop(err_w);
+        for fd in stdio {
+            unsafe { libc::close(fd) };
+        }
+        // The cgroup is created and the child moved into it while the child sets up its
+        // mounts (a migration costs an RCU grace period); it waits before exec.
+        let kill_child = || {
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            let mut st = 0;
+            unsafe { libc::waitpid(child, &mut st, 0) };
+        };
+        if let Ok(procs) = cg.procs() {
+            if !procs.is_empty() {
+                kill_child();
+                finish_failed(
+                    &mut status,
+                    format!("cgroup {:?} is in use by processes {procs:?}", cg.paths()),
+                    false,
+                );
+            }
+        }
+        if let Err(e) = cg.create().and_then(|_| cg.apply(&cfg.limits)) {
+            kill_child();
+            finish_failed(&mut status, e.to_string(), true);
+        }
+        let child_start = state::proc_start_time(child);
+        if let Err(e) = cg.add_pid(child) {
+            kill_child();
+            finish_failed(&mut status, e.to_string(), true);
+        }
+        let mut w = File::from(sync_w);
+        let _ = w.write_all(b"1");
+        drop(w);
+        // Recorded while the released child finishes its setup and execs.
+        if let Err(e) = record(&|s: &mut State| {
+            s.monitor_pid = Some(me);
+            s.monitor_start = state::proc_start_time(me);
+            s.cgroup_paths = cg.paths();
+        }) {
+            kill_child();
+            finish_failed(&mut status, e, true);
+        }
+        let mut msg = String::new();
+        let _ = File::from(err_r).read_to_string(&mut msg);
+        if !msg.is_empty() {
+            let mut st = 0;
+            unsafe { libc::waitpid(child, &mut st, 0) };
+            finish_failed(&mut status, msg, true);
+        }
+        let _ = record(&|s: &mut State| {
+            s.status = Status::Running;
+            s.pid = Some(child);
+            s.pid_start = child_start;
+            s.started_ms = Some(state::now_ms());
+        });
+        say(&mut status, &format!("S {child}\n"));
+        let mut st = 0;
+        loop {
+            let r = unsafe { libc::waitpid(child, &mut st, 0) };
+            if r == child {
+                break;
+            }
+            if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        let (code, signal) = exit_code(st);
+        let oom = cg.oom_killed();
+        let _ = cg.remove();
+        if cfg.auto_remove {
+            self.discard(&name);
+        } else {
+            let _ = record(&|s: &mut State| {
+                s.status = Status::Exited;
+                s.exit_code = Some(code);
+                s.signal = signal;
+                s.oom_killed = oom;
+                s.finished_ms = Some(state::now_ms());
+            });
+        }
+        say(&mut status, &format!("X {code}\n"));
+        unsafe { libc::_exit(0) }
+    }
+
+    /// All containers (reconciled, lock-free).
+    pub fn list(&self) -> Result<Vec<State>> {
+        Ok(self.state.list()?)
+    }
+
+    /// One container (reconciled, lock-free).
+    pub fn inspect(&self, name: &str) -> Result<State> {
+        Ok(self.state.inspect(name)?)
+    }
+
+    /// Sends `sig` to the container's init.
+    pub fn kill(&self, name: &str, sig: i32) -> Result<()> {
+        let _lock = self.state.lock(name)?;
+        let s = self.state.inspect(name)?;
+        let fd = running_pidfd(&s)?;
+        pidfd_signal(&fd, sig).map_err(sys(format!("signal {sig} to container {name}")))
+    }
+
+    /// Stops the container: its stop signal, up to `timeout` (default: its stop timeout)
+    /// for it to exit, then SIGKILL. Returns the final state. The lock is held only while
+    /// signalling, so `ps`, `kill` and the monitor are never held up by the grace period.
+    pub fn stop(&self, name: &str, timeout: Option<Duration>) -> Result<State> {
+        let (fd, s) = {
+            let _lock = self.state.lock(name)?;
+            let s = self.state.inspect(name)?;
+            if s.status != Status::Running {
+                return Ok(s);
+            }
+            let Ok(fd) = running_pidfd(&s) else {
+                return Ok(s);
+            };
+            let _ = pidfd_signal(&fd, s.config.stop_signal);
+            (fd, s)
+        };
+        let grace = timeout.unwrap_or(Duration::from_secs(s.config.stop_timeout));
+        if !pidfd_wait(&fd, Some(grace)) {
+            let _lock = self.state.lock(name)?;
+            let _ = pidfd_signal(&fd, libc::SIGKILL);
+        }
+        pidfd_wait(&fd, Some(Duration::from_secs(10)));
+        self.wait_monitor(&s, Duration::from_secs(10));
+        match self.state.inspect(name) {
+            Ok(s) => Ok(s),
+            Err(StateError::NotFound(_)) if s.config.auto_remove => {
+                let mut s = s;
+                s.status = Status::Exited;
+                Ok(s)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn wait_monitor(&self, s: &State, timeout: Duration) {
+        if let Some(mp) = s.monitor_pid {
+            if let Some(fd) = pidfd(mp, s.monitor_start) {
+                pidfd_wait(&fd, Some(timeout));
+            }
+        }
+    }
+
+    /// Waits for the container to exit and returns its final state.
+    pub fn wait(&self, name: &str) -> Result<State> {
+        let s = self.state.inspect(name)?;
+        if s.status == Status::Exited {
+            return Ok(s);
+        }
+        if let Some(mp) = s.monitor_pid {
+            if let Some(fd) = pidfd(mp, s.monitor_start) {
+                pidfd_wait(&fd, None);
+                return Ok(self.state.inspect(name).unwrap_or_else(|_| {
+                    let mut s = s.clone();
+                    s.status = Status::Exited;
+                    s
+                }));
+            }
+        }
+        // No monitor: wait on the init itself.
+        if let Some(p) = s.pid {
+            if let Some(fd) = pidfd(p, s.pid_start) {
+                pidfd_wait(&fd, None);
+            }
+        }
+        Ok(self.state.inspect(name)?)
+    }
+
+    /// Removes an exited container; with `force`, kills a running one first.
+    pub fn rm(&self, name: &str, force: bool) -> Result<()> {
+        let s = {
+            let _lock = self.state.lock(name)?;
+            let s = self.state.inspect(name)?;
+            if s.status != Status::Exited {
+                if !force {
+                    return Err(RuntimeError::Running(name.into()));
+                }
+                if let Ok(fd) = running_pidfd(&s) {
+                    let _ = pidfd_signal(&fd, libc::SIGKILL);
+                }
+            }
+            s
+        };
+        if s.status != Status::Exited {
+            if let Some(p) = s.pid {
+                if let Some(fd) = pidfd(p, s.pid_start) {
+                    pidfd_wait(&fd, Some(Duration::from_secs(10)));
+                }
+            }
+            self.wait_monitor(&s, Duration::from_secs(10));
+        }
+        let lock = match self.state.lock(name) {
+            Ok(l) => l,
+            Err(StateError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let _ = self.cgroup(name).remove();
+        self.state.remove(name, &lock)?;
+        Ok(())
+    }
+
+    /// Changes the limits of a running container live. Only the fields set in `new` change;
+    /// a refused write restores the old values and the recorded limits stay as they were.
+    pub fn update(&self, name: &str, new: &Limits) -> Result<Limits> {
+        let lock = self.state.lock(name)?;
+        let mut s = self.state.inspect(name)?;
+        if s.status != Status::Running {
+            return Err(RuntimeError::NotRunning(name.into()));
+        }
+        if new.is_empty() {
+            return Err(RuntimeError::Config("update: no limit given".into()));
+        }
+        let merged = s.config.limits.merged(new);
+        merged.validate()?;
+        self.cgroup(name).update(new)?;
+        s.config.limits = merged.clone();
+        self.state.write(&s, &lock)?;
+        Ok(merged)
+    }
+
+    /// Runs a command inside the running container (all its namespaces and its cgroup,
+    /// with its capabilities, no_new_privs and seccomp). Returns the exit code.
+    pub fn exec(&self, name: &str, ex: &ExecConfig, output: Output<'_>) -> Result<i32> {
+        let s = self.state.inspect(name)?;
+        if s.status != Status::Running {
+            return Err(RuntimeError::NotRunning(name.into()));
+        }
+        let pid = s.pid.ok_or_else(|| RuntimeError::NotRunning(name.into()))?;
+        let exec_err = |reason: String| RuntimeError::ExecFailed {
+            name: name.into(),
+            reason,
+        };
+        let mut ns_fds = Vec::new();
+        let mut flags = Vec::new();
+        for (ns, flag) in [
+            ("ipc", libc::CLONE_NEWIPC),
+            ("uts", libc::CLONE_NEWUTS),
+            ("net", libc::CLONE_NEWNET),
+            ("pid", libc::CLONE_NEWPID),
+            ("cgroup", libc::CLONE_NEWCGROUP),
+            ("mnt", libc::CLONE_NEWNS),
+        ] {
+            let p = format!("/proc/{pid}/ns/{ns}");
+            let f = File::open(&p).map_err(|e| exec_err(format!("{p}: {e}")))?;
+            ns_fds.push(OwnedFd::from(f));
+            flags.push(flag);
+        }
+        if state::proc_start_time(pid) != s.pid_start {
+            return Err(RuntimeError::NotRunning(name.into()));
+        }
+        let cfg = &s.config;
+        let mut env = cfg.env.clone();
+        for e in &ex.env {
+            let key = e.split('=').next().unwrap_or("");
+            env.retain(|o| o.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        let user = match ex.user.as_ref().or(cfg.user.as_ref()) {
+            Some(u) => Some(container::parse_user(u)?),
+            None => None,
+        };
+        let cwd = ex.cwd.clone().unwrap_or_else(|| cfg.cwd.clone());
+        let spec = container::ProcessSpec::new(&ex.argv, &env, &cwd, user, cfg.seccomp)?;
+        let procs: Vec<std::ffi::CString> = self
+            .cgroup(name)
+            .paths()
+            .iter()
+            .map(|d| {
+                std::ffi::CString::new(d.join("cgroup.procs").as_os_str().as_encoded_bytes())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let (err_r, err_w) = pipe()?;
+        let (pipes, stdio): (Option<(OwnedFd, OwnedFd)>, [RawFd; 3]) = match &output {
+            Output::Inherit => (None, [0, 1, 2]),
+            Output::Stream { .. } => {
+                let (or, ow) = pipe()?;
+                let (er, ew) = pipe()?;
+                let fds = [0, ow.into_raw_fd(), ew.into_raw_fd()];
+                (Some((or, er)), fds)
+            }
+        };
+        let child = unsafe { libc::fork() };
+        if child < 0 {
+            return Err(last_err("fork for exec"));
+        }
+        if child == 0 {
+            drop(err_r);
+            let efd = err_w.as_raw_fd();
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+            let me = unsafe { libc::getpid() }.to_string();
+            for p in &procs {
+                let fd = unsafe { libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+                let ok = fd >= 0
+                    && unsafe { libc::write(fd, me.as_ptr() as *const libc::c_void, me.len()) } > 0;
+                if fd >= 0 {
+                    unsafe { libc::close(fd) };
+                }
+                if !ok {
+                    container::child_fail(
+                        efd,
+                        &format!("join cgroup {p:?}: {}", io::Error::last_os_error()),
+                    );
+                }
+            }
+            for (fd, flag) in ns_fds.iter().zip(&flags) {
+                if unsafe { libc::setns(fd.as_raw_fd(), *flag) } < 0 {
+                    container::child_fail(
+                        efd,
+                        &format!("setns {flag:#x}: {}", io::Error::last_os_error()),
+                    );
+                }
+            }
+            let g = unsafe { libc::fork() };
+            if g < 0 {
+                container::child_fail(efd, "fork in the container's pid namespace");
+            }
+            if g == 0 {
+                for (i, fd) in stdio.iter().enumerate() {
+                    if *fd != i as RawFd {
+                        unsafe { libc::dup2(*fd, i as RawFd) };
+                    }
+                }
+                let e = container::finish_and_exec(&spec);
+                container::child_fail(efd, &e);
+            }
+            drop(err_w);
+            for fd in &stdio[1..] {
+                if *fd > 2 {
+                    unsafe { libc::close(*fd) };
+                }
+            }
+            let mut st = 0;
+            while unsafe { libc::waitpid(g, &mut st, 0) } < 0 {
+                if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    unsafe { libc::_exit(127) };
+                }
+            }
+            unsafe { libc::_exit(exit_code(st).0) };
+        }
+        drop(err_w);
+        if let Output::Stream { stdout, stderr } = output {
+            for fd in &stdio[1..] {
+                unsafe { libc::close(*fd) };
+            }
+            if let Some((or, er)) = pipes {
+                pump(or, er, stdout, stderr);
+            }
+        }
+        let mut msg = String::new();
+        let _ = File::from(err_r).read_to_string(&mut msg);
+        let mut st = 0;
+        while unsafe { libc::waitpid(child, &mut st, 0) } < 0 {
+            if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return Err(last_err("wait for exec"));
+            }
+        }
+        if !msg.is_empty() {
+            return Err(exec_err(msg));
+        }
+        Ok(exit_code(st).0)
+    }
+
+    /// Polls `url` (plain `http://host:port/path`) until it answers 2xx, the container
+    /// exits, or `timeout` passes (`run --ready-http`).
+    pub fn wait_ready_http(&self, name: &str, url: &str, timeout: Duration) -> Result<()> {
+        let not_ready = |reason: String| RuntimeError::NotReady {
+            name: name.into(),
+            reason,
+        };
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "--ready-http {url:?}: only http:// URLs are supported"
+            ))
+        })?;
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let addr = if hostport.contains(':') {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:80")
+        };
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            let s = self.state.inspect(name)?;
+            if s.status == Status::Exited {
+                return Err(not_ready(format!(
+                    "it exited (code {:?}) before {url} answered 2xx",
+                    s.exit_code
+                )));
+            }
+            match http_status(&addr, hostport, path) {
+                Ok(code) if (200..300).contains(&code) => return Ok(()),
+                Ok(code) => last = format!("last answer was HTTP {code}"),
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                return Err(not_ready(format!(
+                    "{url} did not answer 2xx within {timeout:?} ({last})"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn http_status(addr: &str, host: &str, path: &str) -> io::Result<u16> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let sa = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {addr}")))?;
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad status line {line:?}"),
+            )
+        })
+}
+
+fn running_pidfd(s: &State) -> Result<OwnedFd> {
+    if s.status != Status::Running {
+        return Err(RuntimeError::NotRunning(s.name.clone()));
+    }
+    let pid = s
+        .pid
+        .ok_or_else(|| RuntimeError::NotRunning(s.name.clone()))?;
+    pidfd(pid, s.pid_start).ok_or_else(|| RuntimeError::NotRunning(s.name.clone()))
+}
+
+fn read_msg(r: &mut BufReader<File>) -> Option<MonitorMsg> {
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let line = line.trim_end();
+    if let Some(p) = line.strip_prefix("S ") {
+        return p.parse().ok().map(MonitorMsg::Started);
+    }
+    line.strip_prefix("E ")
+        .map(|m| MonitorMsg::Failed(m.to_string()))
+}
+
+fn read_exit(mut r: BufReader<File>) -> Option<i32> {
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    line.trim_end().strip_prefix("X ")?.parse().ok()
+}
+
+fn close_fds_except(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = match fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        if !keep.contains(&fd) {
+            unsafe { libc::close(fd) };
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! The state root: one directory per container holding `state.json`, `lock`, and logs.
+//!
+//! ```text
+//! <state>/<name>/state.json   committed state (tmp file + fsync + rename + dir fsync)
+//! <state>/<name>/lock         flock'd by every mutation (run's monitor, stop, rm, update)
+//! <state>/<name>/stdout.log   detached-mode logs (until memlogd takes the fds)
+//! <state>/<name>/stderr.log
+//! ```
+//!
+//! Creating the container directory with `mkdir` is the claim on the name, so two `run`s
+//! racing for one name cannot both win. `list` and `inspect` never lock: they read only
+//! `state.json` files, which are replaced atomically, and reconcile what they read with
+//! `/proc` (a `running` container whose pid is gone or reused, with no live monitor, is
+//! reported as exited with unknown status).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ContainerConfig;
+
+/// Default state root.
+pub const DEFAULT_STATE: &str = "/run/distill";
+
+/// Errors of the state root.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The container name is not acceptable.
+    #[error("invalid container name {0:?}: use 1-128 characters from [A-Za-z0-9_.-], not starting with '.' or '-'")]
+    BadName(String),
+    /// Another container has the name.
+    #[error("container name {0:?} is already in use: remove it with `distill rm {0}` or choose another --name")]
+    NameInUse(String),
+    /// No such container.
+    #[error("no such container {0:?} (see `distill ps -a`)")]
+    NotFound(String),
+    /// A file operation failed.
+    #[error("state {op} {path}: {source}")]
+    Io {
+        /// What was done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// state.json does not parse.
+    #[error("corrupt state file {path}: {source}; remove the container directory by hand")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, StateError>;
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Directory claimed, process not started yet.
+    Created,
+    /// The container's init process is running.
+    Running,
+    /// The container has exited (or its fate is unknown, see `State::exit_unknown`).
+    Exited,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        })
+    }
+}
+
+/// The committed state of one container (`state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Container name.
+    pub name: String,
+    /// Status.
+    pub status: Status,
+    /// Host pid of the container's init, once running.
+    pub pid: Option<i32>,
+    /// Start time of `pid` (field 22 of /proc/pid/stat), to detect pid reuse.
+    pub pid_start: Option<u64>,
+    /// Host pid of the monitor.
+    pub monitor_pid: Option<i32>,
+    /// Start time of the monitor.
+    pub monitor_start: Option<u64>,
+    /// Exit code (128+N for a signal, like a shell).
+    pub exit_code: Option<i32>,
+    /// The signal that killed the container, if any.
+    pub signal: Option<i32>,
+    /// True when the kernel OOM-killed a process of the container.
+    pub oom_killed: bool,
+    /// True when the exit status could not be observed (monitor died).
+    pub exit_unknown: bool,
+    /// Why the container failed to start, if it did.
+    pub error: Option<String>,
+    /// Creation time, milliseconds since the epoch.
+    pub created_ms: u64,
+    /// Start time, ms since the epoch.
+    pub started_ms: Option<u64>,
+    /// Exit time, ms since the epoch.
+    pub finished_ms: Option<u64>,
+    /// cgroup directories.
+    pub cgroup_paths: Vec<PathBuf>,
+    /// The configuration it was started with (limits updated by `update`).
+    pub config: ContainerConfig,
+}
+
+impl State {
+    /// A fresh `created` state.
+    pub fn new(config: ContainerConfig) -> Self {
+        State {
+            name: config.name.clone(),
+            status: Status::Created,
+            pid: None,
+            pid_start: None,
+            monitor_pid: None,
+            monitor_start: None,
+            exit_code: None,
+            signal: None,
+            oom_killed: false,
+            exit_unknown: false,
+            error: None,
+            created_ms: now_ms(),
+            started_ms: None,
+            finished_ms: None,
+            cgroup_paths: Vec::new(),
+            config,
+        }
+    }
+
+    /// True when the container's init is alive (same pid and start time).
+    pub fn pid_alive(&self) -> bool {
+        matches!((self.pid, self.pid_start), (Some(p), Some(s)) if proc_start_time(p) == Some(s))
+    }
+
+    /// True when the monitor is alive.
+    pub fn monitor_alive(&self) -> bool {
+        matches!((self.monitor_pid, self.monitor_start), (Some(p), Some(s)) if proc_start_time(p) == Some(s))
+    }
+
+    /// The view after reconciling with /proc: a `running` container whose init is gone (or
+    /// whose pid now belongs to another process) and whose monitor is gone too is exited
+    /// with unknown status. A `created` container whose monitor is gone is exited too.
+    pub fn reconciled(mut self) -> Self {
+        let stale = match self.status {
+            Status::Running => !self.pid_alive() && !self.monitor_alive(),
+            Status::Created => self.monitor_pid.is_some() && !self.monitor_alive(),
+            Status::Exited => false,
+        };
+        if stale {
+            self.status = Status::Exited;
+            self.exit_unknown = true;
+            self.exit_code = None;
+        }
+        self
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Start time (clock ticks since boot) of a live, non-zombie process.
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parens: parse after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // rest starts at field 3 (state); starttime is field 22.
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    fields.get(22 - 3)?.parse().ok()
+}
+
+/// An exclusive per-container lock (flock), released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Checks a container name.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::BadName(name.to_string()))
+    }
+}
+
+/// The state root directory.
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    path: PathBuf,
+}
+
+impl StateRoot {
+    /// Opens (creating, mode 0700) the state root at `path`.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .map_err(io_err("create", &path))?;
+        Ok(StateRoot { path })
+    }
+
+    /// `$DISTILL_STATE` or `/run/distill`.
+    pub fn default_path() -> PathBuf {
+        std::env::var_os("DISTILL_STATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE))
+    }
+
+    /// The root directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory of container `name`.
+    pub fn dir(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Claims `name` by creating its directory; fails if it exists. Returns the lock,
+    /// held, with the initial state committed.
+    pub fn create(&self, state: &State) -> Result<Lock> {
+        validate_name(&state.name)?;
+        let dir = self.dir(&state.name);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(StateError::NameInUse(state.name.clone()))
+            }
+            Err(e) => return Err(io_err("create", &dir)(e)),
+        }
+        let lock = self
+            .lock_inner(&state.name, true, false)?
+            .ok_or_else(|| StateError::NotFound(state.name.clone()))?;
+        self.write(state, &lock)?;
+        Ok(lock)
+    }
+
+    /// Takes the container's lock, waiting for it.
+    pub fn lock(&self, name: &str) -> Result<Lock> {
+        self.lock_inner(name, true, true)?
+            .ok_or_else(|| StateError::NotFound(name.to_string()))
+    }
+
+    /// Takes the lock if it is free; `Ok(None)` when someone else holds it.
+    pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
+        self.lock_inner(name, false, true)
+    }
+
+    fn lock_inner(&self, name: &str, block: bool, need_state: bool) -> Result<Option<Lock>> {
+        validate_name(name)?;
+        let dir = self.dir(name);
+        let p = dir.join("lock");
+        let file = match OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&p)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StateError::NotFound(name.to_string()))
+            }
+            Err(e) => return Err(io_err("open", &p)(e)),
+        };
+        let op = if block {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
+        loop {
+            if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) if !block => return Ok(None),
+                _ => return Err(io_err("lock", &p)(e)),
+            }
+        }
+        // The directory may have been removed while we waited (rm by another process).
+        if need_state && !dir.join("state.json").exists() {
+            return Err(StateError::NotFound(name.to_string()));
+        }
+        Ok(Some(Lock { _file: file }))
+    }
+
+    /// Commits `state` (tmp file, fsync, rename, fsync of the directory). Needs the lock.
+    pub fn write(&self, state: &State, _lock: &Lock) -> Result<()> {
+        let dir = self.dir(&state.name);
+        let tmp = dir.join("state.json.tmp");
+        let fin = dir.join("state.json");
+        let data = serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt {
+            path: fin.clone(),
+            source,
+        })?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(io_err("write", &tmp))?;
+        f.write_all(&data).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("fsync", &tmp))?;
+        fs::rename(&tmp, &fin).map_err(io_err("rename", &fin))?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Reads the committed state without locking or reconciling.
+    pub fn read_raw(&self, name: &str) -> Result<State> {
+        validate_name(name)?;
+        let p = self.dir(name).join("state.json");
+        let data = match fs::read(&p) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StateError::NotFound(name.to_string()))
+            }
+            Err(e) => return Err(io_err("read", &p)(e)),
+        };
+        serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { path: p, source })
+    }
+
+    /// The reconciled state of one container. Takes no lock.
+    pub fn inspect(&self, name: &str) -> Result<State> {
+        Ok(self.read_raw(name)?.reconciled())
+    }
+
+    /// Every container's reconciled state, sorted by creation time then name. Takes no
+    /// lock; directories without a committed state.json (a `run` mid-claim) are skipped.
+    pub fn list(&self) -> Result<Vec<State>> {
+        let mut out = Vec::new();
+        let rd = fs::read_dir(&self.path).map_err(io_err("read", &self.path))?;
+        for ent in rd {
+            let ent = ent.map_err(io_err("read", &self.path))?;
+            let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if validate_name(&name).is_err() {
+                continue;
+            }
+            match self.read_raw(&name) {
+                Ok(s) => out.push(s.reconciled()),
+                Err(StateError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| (a.created_ms, &a.name).cmp(&(b.created_ms, &b.name)));
+        Ok(out)
+    }
+
+    /// Removes the container directory. Needs the lock.
+    pub fn remove(&self, name: &str, _lock: &Lock) -> Result<()> {
+        let dir = self.dir(name);
+        // Drop state.json first so that readers stop seeing the container at once.
+        let _ = fs::remove_file(dir.join("state.json"));
+        fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn cfg(name: &str) -> ContainerConfig {
+        ContainerConfig {
+            name: name.into(),
+            rootfs: "/nonexistent".into(),
+            argv: vec!["/bin/true".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn create_claims_name_once() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(t.path().join("state")).unwrap();
+        let lock = root.create(&State::new(cfg("a"))).unwrap();
+        assert!(matches!(
+            root.create(&State::new(cfg("a"))),
+            Err(StateError::NameInUse(_))
+        ));
+        assert!(matches!(
+            root.create(&State::new(cfg("../x"))),
+            Err(StateError::BadName(_))
+        ));
+        let s = root.inspect("a").unwrap();
+        assert_eq!(s.status, Status::Created);
+        root.remove("a", &lock).unwrap();
+        assert!(matches!(root.inspect("a"), Err(StateError::NotFound(_))));
+    }
+
+    #[test]
+    fn concurrent_claims_have_one_winner() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(t.path()).unwrap();
+        let wins: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| root.create(&State::new(cfg("same"))).map(drop).is_ok()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
+        });
+        assert_eq!(wins, 1);
+    }
+
+    #[test]
+    fn reconcile_dead_pid_is_exited_unknown() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(t.path()).unwrap();
+        let lock = root.create(&State::new(cfg("r"))).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let start = proc_start_time(pid);
+        child.wait().unwrap();
+        let mut s = root.read_raw("r").unwrap();
+        s.status = Status::Running;
+        s.pid = Some(pid);
+        s.pid_start = start.or(Some(1));
+        root.write(&s, &lock).unwrap();
+        let r = root.inspect("r").unwrap();
+        assert_eq!(r.status, Status::Exited);
+        assert!(r.exit_unknown);
+        // A live pid with a different start time (reuse) is not the container either.
+        s.pid = Some(std::process::id() as i32);
+        s.pid_start = Some(proc_start_time(std::process::id() as i32).unwrap() + 1);
+        root.write(&s, &lock).unwrap();
+        assert_eq!(root.inspect("r").unwrap().status, Status::Exited);
+        // The real pid and start time: running.
+        s.pid_start = proc_start_time(std::process::id() as i32);
+        root.write(&s, &lock).unwrap();
+        assert_eq!(root.inspect("r").unwrap().status, Status::Running);
+    }
+
+    #[test]
+    fn list_does_not_wait_for_a_held_lock() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(t.path()).unwrap();
+        for i in 0..20 {
+            drop(root.create(&State::new(cfg(&format!("c{i}")))).unwrap());
+        }
+        let held = root.lock("c3").unwrap();
+        assert!(root.try_lock("c3").unwrap().is_none());
+        let t0 = Instant::now();
+        let l = root.list().unwrap();
+        assert_eq!(l.len(), 20);
+        assert!(t0.elapsed() < Duration::from_millis(500));
+        drop(held);
+        assert!(root.try_lock("c3").unwrap().is_some());
+    }
+
+    #[test]
+    fn state_file_is_replaced_atomically() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(t.path()).unwrap();
+        let lock = root.create(&State::new(cfg("w"))).unwrap();
+        let mut s = root.read_raw("w").unwrap();
+        s.exit_code = Some(3);
+        root.write(&s, &lock).unwrap();
+        assert!(!root.dir("w").join("state.json.tmp").exists());
+        assert_eq!(root.read_raw("w").unwrap().exit_code, Some(3));
+        fs::write(root.dir("w").join("state.json"), "{").unwrap();
+        let e = root.inspect("w").unwrap_err().to_string();
+        assert!(e.contains("state.json"), "{e}");
+    }
+}

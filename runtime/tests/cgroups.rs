@@ -1,0 +1,309 @@
+//! Real cgroup limits on this host: files, OOM kill, pids limit, live update and rollback.
+
+mod common;
+
+use std::time::Duration;
+
+use distill_runtime::cgroup::CgroupError;
+use distill_runtime::{Limits, RuntimeError, Status};
+
+#[test]
+fn limits_are_written_before_exec() {
+    let env = common::env();
+    let mut cfg = env.cfg("files", &["sleep", "1000"]);
+    cfg.limits = Limits {
+        memory: Some(64 << 20),
+        cpus: Some(0.5),
+        cpu_shares: Some(512),
+        pids: Some(33),
+        ..Default::default()
+    };
+    let s = env.rt.run_detached(&cfg).unwrap();
+    let cg = env.rt.cgroup(&cfg.name);
+    let v1 = env.rt.cgroups.is_v1();
+    if v1 {
+        assert_eq!(
+            cg.read("memory", "memory.limit_in_bytes").unwrap(),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(cg.read("cpu", "cpu.cfs_quota_us").unwrap(), "50000");
+        assert_eq!(cg.read("cpu", "cpu.cfs_period_us").unwrap(), "100000");
+        assert_eq!(cg.read("cpu", "cpu.shares").unwrap(), "512");
+    } else {
+        assert_eq!(
+            cg.read("memory", "memory.max").unwrap(),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(cg.read("cpu", "cpu.max").unwrap(), "50000 100000");
+    }
+    assert_eq!(cg.read("pids", "pids.max").unwrap(), "33");
+    assert_eq!(cg.procs().unwrap(), vec![s.pid.unwrap()]);
+    // The limits are in place from the first instruction: the init is in the cgroup.
+    let text = std::fs::read_to_string(format!("/proc/{}/cgroup", s.pid.unwrap())).unwrap();
+    assert!(text.contains(&format!("/distill/{}", cfg.name)), "{text}");
+    env.rt.rm(&cfg.name, true).unwrap();
+    assert!(cg.paths().iter().all(|p| !p.exists()));
+}
+
+#[test]
+fn memory_hog_is_oom_killed_and_reported() {
+    let env = common::env();
+    let mut cfg = env.cfg(
+        "oom",
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+    );
+    cfg.limits.memory = Some(16 << 20);
+    let (code, _, err) = env.run(&cfg);
+    assert_eq!(code, 137, "{err}");
+    let s = env.rt.inspect(&cfg.name).unwrap();
+    assert!(s.oom_killed, "{s:?}");
+    assert_eq!(s.signal, Some(9));
+    let listed = env.rt.list().unwrap();
+    assert!(listed.iter().any(|c| c.name == cfg.name && c.oom_killed));
+    // Without the limit the same command succeeds.
+    let cfg = env.cfg(
+        "nooom",
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+    );
+    let (code, _, err) = env.run(&cfg);
+    assert_eq!(code, 0, "{err}");
+    assert!(!env.rt.inspect(&cfg.name).unwrap().oom_killed);
+}
+
+#[test]
+fn pids_limit_makes_fork_fail() {
+    let env = common::env();
+    let mut cfg = env.cfg(
+        "pids",
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait; echo done",
+        ],
+    );
+    cfg.limits.pids = Some(4);
+    let (_, out, err) = env.run(&cfg);
+    assert!(err.contains("fork"), "stdout {out:?} stderr {err:?}");
+}
+
+#[test]
+fn update_is_felt_at_once_and_rolls_back() {
+    let env = common::env();
+    let mut cfg = env.cfg(
+        "upd",
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/tmp/fill bs=1M count=30 2>/dev/null; echo ready; sleep 1000",
+        ],
+    );
+    cfg.limits = Limits {
+        pids: Some(50),
+        memory: Some(128 << 20),
+        ..Default::default()
+    };
+    env.rt.run_detached(&cfg).unwrap();
+    let log = env.rt.state.dir(&cfg.name).join("stdout.log");
+    for _ in 0..500 {
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("ready")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cg = env.rt.cgroup(&cfg.name);
+    // Forking works under the original limit.
+    let (code, _, err) = env.exec(&cfg.name, &["sh", "-c", "sleep 0 & wait"]);
+    assert_eq!(code, 0, "{err}");
+    // Lower pids.max to what there will be during the exec (the container's tasks + the exec
+    // helper + the exec'd sh): the exec'd shell cannot fork any more.
+    let current: u64 = cg.read("pids", "pids.current").unwrap().parse().unwrap();
+    let max = current + 2;
+    env.rt
+        .update(
+            &cfg.name,
+            &Limits {
+                pids: Some(max),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(cg.read("pids", "pids.max").unwrap(), max.to_string());
+    let (code, _, err) = env.exec(&cfg.name, &["sh", "-c", "sleep 0 & wait"]);
+    assert!(
+        code != 0 || err.contains("fork"),
+        "fork succeeded: {code} {err}"
+    );
+    assert!(err.contains("fork"), "{err}");
+    env.rt
+        .update(
+            &cfg.name,
+            &Limits {
+                pids: Some(50),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let (code, _, err) = env.exec(&cfg.name, &["sh", "-c", "sleep 0 & wait"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        env.rt.inspect(&cfg.name).unwrap().config.limits.pids,
+        Some(50)
+    );
+
+    // Invalid values are refused with the reason and change nothing.
+    let e = env
+        .rt
+        .update(
+            &cfg.name,
+            &Limits {
+                cpus: Some(0.0),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("--cpus"), "{e}");
+    let e = env.rt.update(&cfg.name, &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("no limit"), "{e}");
+
+    // The kernel refuses a memory limit below current usage (30 MB of tmpfs pages and no swap
+    // to push them to); the
+    // pids.max written before it in the same update is restored.
+    if env.rt.cgroups.is_v1() {
+        let e = env
+            .rt
+            .update(
+                &cfg.name,
+                &Limits {
+                    pids: Some(10),
+                    memory: Some(8 << 20),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(e, RuntimeError::Cgroup(CgroupError::UpdateFailed { .. })),
+            "{e}"
+        );
+        assert_eq!(cg.read("pids", "pids.max").unwrap(), "50");
+        assert_eq!(
+            cg.read("memory", "memory.limit_in_bytes").unwrap(),
+            (128u64 << 20).to_string()
+        );
+        let s = env.rt.inspect(&cfg.name).unwrap();
+        assert_eq!(s.config.limits.memory, Some(128 << 20));
+        assert_eq!(s.status, Status::Running);
+    }
+    env.rt.rm(&cfg.name, true).unwrap();
+    // Updating a stopped container is refused.
+    let cfg2 = env.cfg("upd2", &["true"]);
+    env.run(&cfg2);
+    let e = env
+        .rt
+        .update(
+            &cfg2.name,
+            &Limits {
+                pids: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, RuntimeError::NotRunning(_)), "{e}");
+}
+
+#[test]
+fn unsupported_blkio_weight_is_refused_clearly() {
+    let env = common::env();
+    let mut cfg = env.cfg("blkio", &["true"]);
+    cfg.limits.blkio_weight = Some(500);
+    let cg = env.rt.cgroup(&cfg.name);
+    match env
+        .rt
+        .run_foreground(&cfg, distill_runtime::Output::Inherit)
+    {
+        // Kernel has a weight file (CFQ/BFQ): applied.
+        Ok(code) => assert_eq!(code, 0),
+        Err(e) => {
+            let m = e.to_string();
+            assert!(
+                m.contains("--blkio-weight") && m.contains("not supported"),
+                "{m}"
+            );
+        }
+    }
+    assert!(cg.paths().iter().all(|p| !p.exists()));
+    // Device throttles on a real block device are written in MAJOR:MINOR form.
+    let dev = ["/dev/vda", "/dev/sda", "/dev/nvme0n1"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).exists());
+    if let (Some(dev), true) = (dev, env.rt.cgroups.is_v1()) {
+        let mut cfg = env.cfg("bps", &["sleep", "1000"]);
+        cfg.limits.device_read_bps =
+            vec![
+                distill_runtime::DeviceRate::parse("--device-read-bps", &format!("{dev}:1m"))
+                    .unwrap(),
+            ];
+        env.rt.run_detached(&cfg).unwrap();
+        let v = env
+            .rt
+            .cgroup(&cfg.name)
+            .read("blkio", "blkio.throttle.read_bps_device")
+            .unwrap();
+        assert!(v.ends_with(" 1048576"), "{v}");
+        env.rt
+            .update(
+                &cfg.name,
+                &Limits {
+                    device_read_bps: vec![distill_runtime::DeviceRate::parse(
+                        "--device-read-bps",
+                        &format!("{dev}:2m"),
+                    )
+                    .unwrap()],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let v = env
+            .rt
+            .cgroup(&cfg.name)
+            .read("blkio", "blkio.throttle.read_bps_device")
+            .unwrap();
+        assert!(v.ends_with(" 2097152"), "{v}");
+        env.rt.rm(&cfg.name, true).unwrap();
+    }
+}
+
+/// The v2 code path for real on this host's unified hierarchy (which has no controllers
+/// here, so only placement is exercised; the limit file formats are unit-tested against a
+/// fake tree in `cgroup.rs`).
+#[test]
+fn v2_placement_on_the_unified_hierarchy() {
+    let h = distill_runtime::Hierarchy::detect().unwrap();
+    let Some(v2) = h.v2.clone() else {
+        return; // no cgroup2 mount on this host
+    };
+    let h2 = distill_runtime::Hierarchy::v2_at(v2);
+    let name = common::name("v2place");
+    let cg = h2.cgroup(&name);
+    cg.create().unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    cg.add_pid(pid).unwrap();
+    assert_eq!(cg.procs().unwrap(), vec![pid]);
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        own.lines().any(|l| l == format!("0::/distill/{name}")),
+        "{own}"
+    );
+    assert!(!cg.oom_killed());
+    // remove() kills what is left (cgroup.kill on v2) and removes the directory.
+    cg.remove().unwrap();
+    let st = child.wait().unwrap();
+    assert!(!st.success());
+    assert!(cg.paths().iter().all(|p| !p.exists()));
+}
