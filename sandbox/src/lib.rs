@@ -1,1 +1,561 @@
-//! distill-sandbox (being written).
+//! distill-sandbox: the one place in distill that creates an isolated process.
+//!
+//! A [`Spec`] describes the process (argv, complete environment, cwd, uid/gid, capabilities,
+//! rlimits, stdio) and its world (new namespaces, a root assembled from a tmpfs or an existing
+//! directory plus ordered mounts, a minimal `/dev`, `/proc` with runc's masked paths, `/sys`,
+//! hostname, loopback). [`spawn`] creates it with a single `clone(2)` carrying the `CLONE_NEW*`
+//! flags, so the process is PID 1 of its new pid namespace; [`spawn_in`] starts a process inside
+//! the namespaces and root of a running one (`exec` into a container).
+//!
+//! All memory the child needs is prepared before `clone`; the child only makes system calls.
+//! Every failure in the child (which step, which errno) travels back over a close-on-exec pipe,
+//! so `spawn` returns a precise [`SandboxError`] (also for a failed `execve`) instead of an exit
+//! code.
+//!
+//! Security notes: mount targets inside the new root are resolved with `openat2(2)`
+//! `RESOLVE_IN_ROOT`, so symlinks inside an image cannot redirect a mount to the host; mounts
+//! are made with `open_tree`/`move_mount`/`mount_setattr` on file descriptors; the new mount
+//! namespace is made `rprivate` before anything else; the old root is detached after
+//! `pivot_root`.
+
+mod caps;
+mod child;
+mod sys;
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+pub use caps::{cap, DOCKER_DEFAULT_CAPS};
+pub use nix::sys::resource::Resource;
+pub use nix::sys::signal::Signal;
+pub use nix::unistd::Pid;
+
+/// What the sandboxed process runs as and in. Build one with [`Spec::new`] and
+/// struct-update syntax (`Spec { uid: 1000, ..Spec::new(argv) }`) so new fields do not break you.
+pub struct Spec {
+    /// The program and its arguments. `argv[0]` is resolved inside the new root: an absolute
+    /// path, a path relative to `cwd` if it contains `/`, otherwise searched in the `PATH` of
+    /// [`Spec::env`] (default `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`).
+    pub argv: Vec<OsString>,
+    /// The complete environment; nothing is inherited from the caller.
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory inside the new root; it must exist there (create it with a
+    /// [`Mount::Dir`] or [`Mount::Tmpfs`] if needed).
+    pub cwd: PathBuf,
+    /// Where the new root comes from.
+    pub root: Root,
+    /// Remount the new root read-only once it is assembled (other mounts keep their own flags).
+    pub readonly_root: bool,
+    /// Extra mounts, applied in order after `/dev`, `/proc` and `/sys`.
+    pub mounts: Vec<Mount>,
+    /// The namespaces to create. `mount` is required for [`spawn`].
+    pub namespaces: Namespaces,
+    /// Hostname of the new UTS namespace (requires `namespaces.uts`).
+    pub hostname: Option<String>,
+    /// Bring `lo` up in the new network namespace (requires `namespaces.net`).
+    pub loopback: bool,
+    /// Mount a minimal `/dev`: null zero full random urandom tty (bound from the host),
+    /// `pts` (a new devpts instance) with a `ptmx` symlink, `shm` (tmpfs), `mqueue`, and the
+    /// `fd`, `stdin`, `stdout`, `stderr` symlinks.
+    pub dev: bool,
+    /// What to mount at `/proc`.
+    pub proc: Proc,
+    /// Mount a read-only sysfs at `/sys`.
+    pub sys: bool,
+    /// The umask of the process.
+    pub umask: u32,
+    /// User id of the process.
+    pub uid: u32,
+    /// Group id of the process.
+    pub gid: u32,
+    /// Supplementary groups (exactly these; empty clears them).
+    pub groups: Vec<u32>,
+    /// Set `PR_SET_NO_NEW_PRIVS`.
+    pub no_new_privs: bool,
+    /// If `Some`, keep only these capabilities (numbers from [`cap`]) in the bounding,
+    /// effective, permitted and inheritable sets and clear the ambient set. If `None`,
+    /// capabilities are left as the kernel computes them for `uid`.
+    pub capabilities: Option<Vec<u32>>,
+    /// Resource limits as `(resource, soft, hard)`; use `libc::RLIM_INFINITY` for unlimited.
+    pub rlimits: Vec<(Resource, u64, u64)>,
+    /// Standard input.
+    pub stdin: Stdio,
+    /// Standard output.
+    pub stdout: Stdio,
+    /// Standard error.
+    pub stderr: Stdio,
+    /// Extra descriptors the program gets as fds 3, 4, ... in this order (like systemd's
+    /// `LISTEN_FDS`). All other descriptors are closed before `pre_exec` and `execve`.
+    pub preserve_fds: Vec<OwnedFd>,
+    /// Kill the process with SIGKILL when the *thread* that spawned it exits
+    /// (`PR_SET_PDEATHSIG`).
+    pub die_with_parent: bool,
+    /// Runs in the child as the very last step before `execve` (after `wait_for_parent`,
+    /// ids, capabilities, stdio). It must be async-signal-safe: no allocation, no locks, and
+    /// no glibc wrappers that coordinate threads (`setuid` & co.: use raw `syscall`). Only
+    /// fds 0-2 and [`Spec::preserve_fds`] are open when it runs.
+    /// `spawn` returns just before the hook runs (so the hook may stop the child for a
+    /// tracer); an `Err` from it, or a failed `execve`, is reported by [`Child::exec_result`]
+    /// and [`Child::wait`].
+    #[allow(clippy::type_complexity)]
+    pub pre_exec: Option<Box<dyn Fn() -> io::Result<()> + Send + Sync>>,
+    /// The child blocks right before `pre_exec`/`execve` until [`Child::release`] is called,
+    /// e.g. to put its pid into a cgroup first.
+    pub wait_for_parent: bool,
+}
+
+impl Spec {
+    /// A spec running `argv` with an empty environment in an empty tmpfs root, cwd `/`,
+    /// as root, umask 022, with new mount, pid, net, uts and ipc namespaces, stdio inherited.
+    pub fn new<I, S>(argv: I) -> Spec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Spec {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..Spec::default()
+        }
+    }
+}
+
+impl Default for Spec {
+    fn default() -> Spec {
+        Spec {
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: PathBuf::from("/"),
+            root: Root::Tmpfs,
+            readonly_root: false,
+            mounts: Vec::new(),
+            namespaces: Namespaces::all(),
+            hostname: None,
+            loopback: false,
+            dev: false,
+            proc: Proc::None,
+            sys: false,
+            umask: 0o022,
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            no_new_privs: false,
+            capabilities: None,
+            rlimits: Vec::new(),
+            stdin: Stdio::Inherit,
+            stdout: Stdio::Inherit,
+            stderr: Stdio::Inherit,
+            preserve_fds: Vec::new(),
+            die_with_parent: false,
+            pre_exec: None,
+            wait_for_parent: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spec")
+            .field("argv", &self.argv)
+            .field("env", &self.env)
+            .field("cwd", &self.cwd)
+            .field("root", &self.root)
+            .field("readonly_root", &self.readonly_root)
+            .field("mounts", &self.mounts)
+            .field("namespaces", &self.namespaces)
+            .field("hostname", &self.hostname)
+            .field("loopback", &self.loopback)
+            .field("dev", &self.dev)
+            .field("proc", &self.proc)
+            .field("sys", &self.sys)
+            .field("umask", &format_args!("{:04o}", self.umask))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("groups", &self.groups)
+            .field("no_new_privs", &self.no_new_privs)
+            .field("capabilities", &self.capabilities)
+            .field("rlimits", &self.rlimits)
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .field("preserve_fds", &self.preserve_fds)
+            .field("die_with_parent", &self.die_with_parent)
+            .field("pre_exec", &self.pre_exec.is_some())
+            .field("wait_for_parent", &self.wait_for_parent)
+            .finish()
+    }
+}
+
+/// Where the new root comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// A fresh, empty tmpfs (mode 0755, nosuid, nodev) assembled from [`Spec::mounts`].
+    Tmpfs,
+    /// An existing host directory, bind-mounted (recursively) onto itself and pivoted into.
+    Dir(PathBuf),
+}
+
+/// One mount, applied inside the new root. All `dst` paths are absolute paths inside the new
+/// root; missing parent directories are created (mode 0755). `..` is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mount {
+    /// Bind-mount the host path `src` at `dst`. A directory or file is created at `dst` if
+    /// missing, matching the type of `src`. `readonly` uses `mount_setattr`, which keeps the
+    /// source's nosuid/nodev/noexec flags.
+    Bind {
+        /// Host path.
+        src: PathBuf,
+        /// Path inside the new root.
+        dst: PathBuf,
+        /// Make the bind mount read-only (recursively if `recursive`).
+        readonly: bool,
+        /// Also bind the mounts below `src` (`MS_REC`).
+        recursive: bool,
+    },
+    /// A new tmpfs at `dst` (nosuid, nodev).
+    Tmpfs {
+        /// Path inside the new root.
+        dst: PathBuf,
+        /// Size limit in bytes (tmpfs default: half of RAM).
+        size: Option<u64>,
+        /// Mode of the tmpfs root directory, e.g. `0o1777`.
+        mode: u32,
+    },
+    /// A directory created inside the root (mkdir -p; an existing one is kept as is).
+    Dir {
+        /// Path inside the new root.
+        dst: PathBuf,
+        /// Mode of the last component if created.
+        mode: u32,
+    },
+    /// A symlink `dst -> target`. An existing symlink with the same target is accepted.
+    Symlink {
+        /// What the link points to (not resolved).
+        target: PathBuf,
+        /// Path inside the new root.
+        dst: PathBuf,
+    },
+}
+
+/// Which namespaces to create (for [`spawn`]) or join (for [`spawn_in`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Namespaces {
+    /// Mount namespace (required by [`spawn`]).
+    pub mount: bool,
+    /// PID namespace: the process is PID 1 in it.
+    pub pid: bool,
+    /// Network namespace (only `lo`, down unless [`Spec::loopback`]).
+    pub net: bool,
+    /// UTS namespace (hostname).
+    pub uts: bool,
+    /// IPC namespace.
+    pub ipc: bool,
+    /// Cgroup namespace.
+    pub cgroup: bool,
+}
+
+impl Namespaces {
+    /// mount, pid, net, uts and ipc (bubblewrap's `--unshare-all` minus user and cgroup).
+    pub fn all() -> Namespaces {
+        Namespaces {
+            mount: true,
+            pid: true,
+            net: true,
+            uts: true,
+            ipc: true,
+            cgroup: false,
+        }
+    }
+
+    /// No namespaces.
+    pub fn none() -> Namespaces {
+        Namespaces::default()
+    }
+}
+
+/// What to mount at `/proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Proc {
+    /// Nothing.
+    #[default]
+    None,
+    /// A procfs of the (new) pid namespace, nosuid/nodev/noexec.
+    Mount,
+    /// Like `Mount`, with runc's masked paths: kcore, keys, timer_list, sched_debug, scsi,
+    /// acpi, latency_stats, timer_stats hidden (/dev/null or an empty read-only tmpfs);
+    /// asound, bus, fs, irq, sys, sysrq-trigger read-only. With [`Spec::sys`], also hides
+    /// /sys/firmware and /sys/devices/virtual/powercap.
+    Masked,
+}
+
+/// A standard stream of the sandboxed process.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The caller's stream.
+    #[default]
+    Inherit,
+    /// `/dev/null` (of the host).
+    Null,
+    /// This descriptor (it stays owned by the spec; the child gets a duplicate).
+    Fd(OwnedFd),
+}
+
+/// How a sandboxed process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal number.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// True for `Exited(0)`.
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Exited(0)
+    }
+
+    /// The exit code, if it exited.
+    pub fn code(&self) -> Option<i32> {
+        match *self {
+            ExitStatus::Exited(c) => Some(c),
+            ExitStatus::Signaled(_) => None,
+        }
+    }
+
+    /// The signal number, if it was killed.
+    pub fn signal(&self) -> Option<i32> {
+        match *self {
+            ExitStatus::Exited(_) => None,
+            ExitStatus::Signaled(s) => Some(s),
+        }
+    }
+
+    /// The shell convention: the code, or 128 + signal.
+    pub fn as_shell_code(&self) -> i32 {
+        match *self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ExitStatus::Exited(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signaled(s) => match Signal::try_from(s) {
+                Ok(sig) => write!(f, "killed by {sig}"),
+                Err(_) => write!(f, "killed by signal {s}"),
+            },
+        }
+    }
+}
+
+/// Everything that can go wrong creating or managing a sandboxed process.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The spec is inconsistent; `field` names the offending field.
+    #[error("sandbox spec field {field}: {reason}")]
+    Invalid {
+        /// The field, e.g. `mounts[2].dst`.
+        field: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A setup step in the child failed, e.g. `bind mount /store/abc at /store/abc: open
+    /// source: No such file or directory (os error 2)`.
+    #[error("{step}: {source}")]
+    Setup {
+        /// The step, naming its paths.
+        step: String,
+        /// The errno.
+        source: io::Error,
+    },
+    /// `execve` failed inside the sandbox.
+    #[error("exec {program}: {source}")]
+    Exec {
+        /// `argv[0]` (and the PATH that was searched).
+        program: String,
+        /// The errno.
+        source: io::Error,
+    },
+    /// A system call in the calling process failed.
+    #[error("{op}: {source}")]
+    Os {
+        /// What was attempted.
+        op: String,
+        /// The errno.
+        source: io::Error,
+    },
+    /// The child vanished during setup without saying why.
+    #[error("sandbox child {pid} ended during setup without reporting an error ({status}); check the kernel log")]
+    ChildDied {
+        /// Its pid.
+        pid: i32,
+        /// How it ended.
+        status: ExitStatus,
+    },
+}
+
+impl SandboxError {
+    pub(crate) fn os(op: impl Into<String>, errno: i32) -> SandboxError {
+        SandboxError::Os {
+            op: op.into(),
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+}
+
+/// A running sandboxed process. Dropping it does not kill or reap the process; call
+/// [`Child::wait`]. If it waits for [`Child::release`] and the `Child` is dropped unreleased,
+/// the process exits with code 1 without running its program.
+#[derive(Debug)]
+pub struct Child {
+    pid: Pid,
+    status: Option<ExitStatus>,
+    // Report pipe (read end), kept while the child waits for release.
+    report: Option<OwnedFd>,
+    // Release pipe (write end).
+    release: Option<OwnedFd>,
+    program: String,
+    descriptions: Vec<String>,
+}
+
+impl Child {
+    /// The process id (in the caller's pid namespace).
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// True while the child is blocked waiting for [`Child::release`].
+    pub fn is_waiting(&self) -> bool {
+        self.release.is_some()
+    }
+
+    /// Let a child spawned with [`Spec::wait_for_parent`] continue to `pre_exec` and
+    /// `execve`; returns once it has exec'd, or the error that prevented it. No-op otherwise.
+    pub fn release(&mut self) -> Result<(), SandboxError> {
+        let Some(release) = self.release.take() else {
+            return Ok(());
+        };
+        sys::write_all(release.as_raw_fd(), &[1]);
+        drop(release);
+        match self.report.take() {
+            Some(report) => self.read_report(report, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Wait for the process to end (retrying on EINTR) and return how it ended.
+    pub fn wait(&mut self) -> Result<ExitStatus, SandboxError> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        // An unreleased child would block forever; closing the pipe makes it exit.
+        if self.release.take().is_some() {
+            self.report = None;
+        }
+        let s = child::waitpid(self.pid.as_raw(), 0)
+            .map_err(|e| SandboxError::os(format!("waitpid {}", self.pid), e))?
+            .ok_or_else(|| SandboxError::os(format!("waitpid {}", self.pid), libc::ECHILD))?;
+        self.status = Some(s);
+        // With `pre_exec`, spawn returned before exec: a failure after it is reported now.
+        if let Some(report) = self.report.take() {
+            if let Ok(Some(r)) = child::read_report(report.as_raw_fd()) {
+                return Err(child::describe(&r, &self.program, &self.descriptions));
+            }
+        }
+        Ok(s)
+    }
+
+    /// With [`Spec::pre_exec`], `spawn` (and `release`) return as soon as the child is about
+    /// to run the hook, so a tracer can handle the stop it raises. This then blocks until the
+    /// child has exec'd (`Ok`) or reports why the hook or `execve` failed. Without `pre_exec`
+    /// it returns `Ok` at once. Do not call it while the child is stopped by you.
+    pub fn exec_result(&mut self) -> Result<(), SandboxError> {
+        if self.release.is_some() {
+            return Ok(());
+        }
+        let Some(report) = self.report.take() else {
+            return Ok(());
+        };
+        match child::read_report(report.as_raw_fd()) {
+            Err(errno) => Err(SandboxError::os("read sandbox report pipe", errno)),
+            Ok(None) => Ok(()),
+            Ok(Some(r)) => Err(child::describe(&r, &self.program, &self.descriptions)),
+        }
+    }
+
+    /// Return the status if the process has ended, without blocking.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, SandboxError> {
+        if let Some(s) = self.status {
+            return Ok(Some(s));
+        }
+        let s = child::waitpid(self.pid.as_raw(), libc::WNOHANG)
+            .map_err(|e| SandboxError::os(format!("waitpid {}", self.pid), e))?;
+        self.status = s;
+        Ok(s)
+    }
+
+    /// Send `sig` to the process (a no-op error-free call once it has been reaped).
+    pub fn kill(&self, sig: Signal) -> Result<(), SandboxError> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        nix::sys::signal::kill(self.pid, sig)
+            .map_err(|e| SandboxError::os(format!("kill {} {sig}", self.pid), e as i32))
+    }
+
+    pub(crate) fn read_report(
+        &mut self,
+        report: OwnedFd,
+        initial: bool,
+    ) -> Result<(), SandboxError> {
+        match child::read_report(report.as_raw_fd()) {
+            Err(errno) => Err(SandboxError::os("read sandbox report pipe", errno)),
+            Ok(None) => Ok(()),
+            Ok(Some(r))
+                if (initial && r.step == child::STEP_READY) || r.step == child::STEP_PRE_EXEC =>
+            {
+                self.report = Some(report);
+                Ok(())
+            }
+            Ok(Some(r)) => {
+                drop(report);
+                self.release = None;
+                // The child exits right after reporting; reap it.
+                let status = child::waitpid(self.pid.as_raw(), 0).ok().flatten();
+                self.status = status;
+                Err(child::describe(&r, &self.program, &self.descriptions))
+            }
+        }
+    }
+}
+
+/// Create the sandboxed process described by `spec`. Returns once it has exec'd its program
+/// (or, with [`Spec::wait_for_parent`], once it is waiting for [`Child::release`]; or, with
+/// [`Spec::pre_exec`], once it is about to run the hook: see [`Child::exec_result`]).
+pub fn spawn(spec: &Spec) -> Result<Child, SandboxError> {
+    let plan = child::Plan::new(spec, None)?;
+    plan.spawn()
+}
+
+/// [`spawn`] and [`Child::wait`].
+pub fn run(spec: &Spec) -> Result<ExitStatus, SandboxError> {
+    spawn(spec)?.wait()
+}
+
+/// Start a process inside the namespaces of the running process `target` (`exec` into a
+/// container): join each namespace selected in `join` (a new process is created in the
+/// target's pid namespace), chroot into the target's root directory, then apply `spec`'s
+/// cwd, env, rlimits, uid/gid/groups, capabilities, no_new_privs, umask, stdio, `pre_exec`
+/// and `wait_for_parent` exactly as [`spawn`] does. `spec`'s `root`, `readonly_root`,
+/// `mounts`, `namespaces`, `hostname`, `loopback`, `dev`, `proc` and `sys` are ignored (they
+/// describe a new world; this joins an existing one). Put the new process into the target's
+/// cgroup with `wait_for_parent` + [`Child::release`].
+pub fn spawn_in(target: Pid, join: &Namespaces, spec: &Spec) -> Result<Child, SandboxError> {
+    let plan = child::Plan::new(spec, Some((target, *join)))?;
+    plan.spawn()
+}

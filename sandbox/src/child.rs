@@ -1,0 +1,1488 @@
+//! The plan (prepared in the parent, before `clone`) and the child side that executes it.
+//!
+//! The child runs in a copy-on-write copy of the parent's memory. It must not allocate or take
+//! locks: the parent may be multi-threaded and another thread may have held the allocator lock
+//! at the moment of `clone`. Everything it needs is therefore in [`Plan`], built here.
+
+use crate::sys::{self, SysResult};
+use crate::{ExitStatus, Mount, Proc, Root, SandboxError, Spec, Stdio};
+use libc::{c_char, c_int, c_ulong, c_void};
+use std::cell::Cell;
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+
+pub(crate) const STEP_READY: u32 = 1;
+const STEP_SETUP: u32 = 2;
+const STEP_EXEC: u32 = 3;
+pub(crate) const STEP_PRE_EXEC: u32 = 4;
+
+const STAGE_NONE: u32 = 0;
+const STAGE_TARGET: u32 = 1;
+const STAGE_SOURCE: u32 = 2;
+const STAGE_MOUNT: u32 = 3;
+const STAGE_RDONLY: u32 = 4;
+
+/// What the child writes to the report pipe: which step failed and why.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Report {
+    pub step: u32,
+    pub desc: u32,
+    pub stage: u32,
+    pub errno: i32,
+}
+
+impl Report {
+    fn to_bytes(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[0..4].copy_from_slice(&self.step.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.desc.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.stage.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.errno.to_ne_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8; 16]) -> Report {
+        let w = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        Report {
+            step: u32::from_ne_bytes(w(0)),
+            desc: u32::from_ne_bytes(w(4)),
+            stage: u32::from_ne_bytes(w(8)),
+            errno: i32::from_ne_bytes(w(12)),
+        }
+    }
+}
+
+/// Read one report; `Ok(None)` on EOF (the child exec'd, or died).
+pub(crate) fn read_report(fd: c_int) -> SysResult<Option<Report>> {
+    let mut buf = [0u8; 16];
+    if sys::read_exact_or_eof(fd, &mut buf)? {
+        Ok(Some(Report::from_bytes(&buf)))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Turn a child's report into the error the caller sees.
+pub(crate) fn describe(r: &Report, program: &str, descriptions: &[String]) -> SandboxError {
+    let source = io::Error::from_raw_os_error(r.errno);
+    if r.step == STEP_EXEC {
+        return SandboxError::Exec {
+            program: program.to_string(),
+            source,
+        };
+    }
+    let mut step = descriptions
+        .get(r.desc as usize)
+        .cloned()
+        .unwrap_or_else(|| format!("sandbox setup step {}", r.desc));
+    let stage = match r.stage {
+        STAGE_TARGET => Some("create mount point"),
+        STAGE_SOURCE => Some("open source"),
+        STAGE_MOUNT => Some("mount"),
+        STAGE_RDONLY => Some("make read-only"),
+        _ => None,
+    };
+    if let Some(stage) = stage {
+        step.push_str(": ");
+        step.push_str(stage);
+    }
+    SandboxError::Setup { step, source }
+}
+
+/// `waitpid` with EINTR retry; `None` if `WNOHANG` and still running.
+pub(crate) fn waitpid(pid: c_int, flags: c_int) -> SysResult<Option<ExitStatus>> {
+    loop {
+        let mut status: c_int = 0;
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if r < 0 {
+            let e = sys::errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(Some(ExitStatus::Exited(libc::WEXITSTATUS(status))));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(Some(ExitStatus::Signaled(libc::WTERMSIG(status))));
+        }
+        // Stopped/continued (only with WUNTRACED/WCONTINUED, which we do not pass): keep waiting.
+        if flags & libc::WNOHANG != 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// A path inside the new root, split for component-wise, symlink-safe creation.
+struct Target {
+    /// "a", "a/b", "a/b/c"
+    prefixes: Vec<CString>,
+    /// "a", "b", "c"
+    names: Vec<CString>,
+}
+
+#[derive(Clone, Copy)]
+enum Create<'a> {
+    No,
+    Dir(u32),
+    File,
+    Symlink(&'a CStr),
+}
+
+enum OpKind {
+    /// Bind the pre-opened detached tree of `src` onto the target.
+    Bind {
+        src: CString,
+        src_fd: Cell<c_int>,
+        file: bool,
+        readonly: bool,
+        recursive: bool,
+    },
+    /// `mount(source, ".", fstype, flags, data)` after `fchdir` to the target directory.
+    Fs {
+        source: &'static CStr,
+        fstype: &'static CStr,
+        flags: c_ulong,
+        data: Option<CString>,
+        mode: u32,
+    },
+    Dir {
+        mode: u32,
+    },
+    Symlink {
+        target: CString,
+    },
+    /// Hide a path if it exists: /dev/null over a file, an empty read-only tmpfs over a dir.
+    Mask {
+        null_fd: Cell<c_int>,
+    },
+    /// Make a path read-only (recursively) if it exists.
+    ReadonlySelf,
+}
+
+struct Op {
+    target: Target,
+    kind: OpKind,
+    desc: u32,
+}
+
+enum RootPlan {
+    Tmpfs { base: CString, desc: u32 },
+    Dir { path: CString, desc: u32 },
+}
+
+struct JoinPlan {
+    /// setns these, in order, in the child.
+    ns: Vec<(OwnedFd, c_int, u32)>,
+    /// setns'd by the parent around clone (pid namespaces apply to children only).
+    pid_ns: Option<(OwnedFd, OwnedFd)>,
+    root: OwnedFd,
+    root_desc: u32,
+}
+
+/// Everything the child needs, prepared before `clone`.
+pub(crate) struct Plan<'a> {
+    clone_flags: c_int,
+    join: Option<JoinPlan>,
+    root: Option<RootPlan>,
+    ops: Vec<Op>,
+    descriptions: Vec<String>,
+    desc_private: u32,
+    desc_pivot: u32,
+    readonly_root: Option<u32>,
+    hostname: Option<(Vec<u8>, u32)>,
+    loopback: Option<u32>,
+    rlimits: Vec<(c_int, libc::rlimit, u32)>,
+    cwd: CString,
+    desc_cwd: u32,
+    uid: u32,
+    gid: u32,
+    groups: Vec<libc::gid_t>,
+    desc_ids: u32,
+    caps: Option<u64>,
+    last_cap: u32,
+    desc_caps: u32,
+    no_new_privs: bool,
+    desc_nnp: u32,
+    umask: u32,
+    stdio: [c_int; 3],
+    desc_stdio: u32,
+    _null: Option<OwnedFd>,
+    die_with_parent: bool,
+    desc_pdeathsig: u32,
+    /// Owns the strings `argv_ptrs` points to.
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const c_char>,
+    exec_candidates: Vec<CString>,
+    program: String,
+    pre_exec: Option<&'a (dyn Fn() -> io::Result<()> + Send + Sync)>,
+    desc_pre_exec: u32,
+    wait_for_parent: bool,
+    report_wr: Cell<c_int>,
+    release_rd: Cell<c_int>,
+    /// The parent's ends of the two pipes: closed in the child.
+    report_rd: c_int,
+    release_wr: c_int,
+    preserve: Vec<c_int>,
+    preserve_tmp: Vec<Cell<c_int>>,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SandboxError {
+    SandboxError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn cstring(field: &str, s: &[u8]) -> Result<CString, SandboxError> {
+    CString::new(s).map_err(|_| invalid(field, "contains a NUL byte; remove it"))
+}
+
+fn target(field: &str, p: &Path) -> Result<Target, SandboxError> {
+    if !p.is_absolute() {
+        return Err(invalid(
+            field,
+            format!(
+                "{} is not absolute; give the full path inside the sandbox",
+                p.display()
+            ),
+        ));
+    }
+    let mut prefix: Vec<u8> = Vec::new();
+    let mut t = Target {
+        prefixes: Vec::new(),
+        names: Vec::new(),
+    };
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(invalid(
+                    field,
+                    format!("{} contains '..'; give a normalized path", p.display()),
+                ))
+            }
+            Component::Normal(n) => {
+                if !prefix.is_empty() {
+                    prefix.push(b'/');
+                }
+                prefix.extend_from_slice(n.as_bytes());
+                t.prefixes.push(cstring(field, &prefix)?);
+                t.names.push(cstring(field, n.as_bytes())?);
+            }
+        }
+    }
+    if t.names.is_empty() {
+        return Err(invalid(
+            field,
+            "is the root directory; mount over / is not supported, use Root::Dir instead",
+        ));
+    }
+    Ok(t)
+}
+
+fn abs_target(s: &str) -> Target {
+    target("internal", Path::new(s)).expect("internal paths are valid")
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn ns_flag(name: &str) -> c_int {
+    match name {
+        "mnt" => libc::CLONE_NEWNS,
+        "pid" => libc::CLONE_NEWPID,
+        "net" => libc::CLONE_NEWNET,
+        "uts" => libc::CLONE_NEWUTS,
+        "ipc" => libc::CLONE_NEWIPC,
+        "cgroup" => libc::CLONE_NEWCGROUP,
+        _ => 0,
+    }
+}
+
+/// Masked and read-only /proc paths (runc's defaults as listed in the design contract).
+const PROC_MASKED: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/acpi",
+    "/proc/latency_stats",
+    "/proc/timer_stats",
+];
+const PROC_READONLY: &[&str] = &[
+    "/proc/asound",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+const SYS_MASKED: &[&str] = &["/sys/firmware", "/sys/devices/virtual/powercap"];
+const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+impl<'a> Plan<'a> {
+    fn desc(&mut self, s: String) -> u32 {
+        self.descriptions.push(s);
+        (self.descriptions.len() - 1) as u32
+    }
+
+    fn push_op(&mut self, target: Target, kind: OpKind, desc: String) {
+        let desc = self.desc(desc);
+        self.ops.push(Op { target, kind, desc });
+    }
+
+    fn push_bind(
+        &mut self,
+        src: &Path,
+        dst: Target,
+        readonly: bool,
+        recursive: bool,
+        desc: String,
+    ) -> Result<(), SandboxError> {
+        let meta = std::fs::metadata(src).map_err(|e| SandboxError::Setup {
+            step: format!("{desc}: open source"),
+            source: e,
+        })?;
+        let src = cstring("mounts.src", src.as_os_str().as_bytes())?;
+        self.push_op(
+            dst,
+            OpKind::Bind {
+                src,
+                src_fd: Cell::new(-1),
+                file: !meta.is_dir(),
+                readonly,
+                recursive,
+            },
+            desc,
+        );
+        Ok(())
+    }
+
+    fn push_fs(
+        &mut self,
+        dst: &str,
+        fstype: &'static CStr,
+        flags: c_ulong,
+        data: Option<&str>,
+        mode: u32,
+    ) {
+        let data = data.map(|d| CString::new(d).expect("internal mount data has no NUL"));
+        self.push_op(
+            abs_target(dst),
+            OpKind::Fs {
+                source: fstype,
+                fstype,
+                flags,
+                data,
+                mode,
+            },
+            format!("mount {} at {dst}", fstype.to_string_lossy()),
+        );
+    }
+
+    /// Validate `spec` and prepare everything the child needs.
+    pub(crate) fn new(
+        spec: &'a Spec,
+        join: Option<(crate::Pid, crate::Namespaces)>,
+    ) -> Result<Plan<'a>, SandboxError> {
+        if spec.argv.is_empty() {
+            return Err(invalid(
+                "argv",
+                "is empty; give at least the program to run",
+            ));
+        }
+        let mut argv = Vec::with_capacity(spec.argv.len());
+        for (i, a) in spec.argv.iter().enumerate() {
+            argv.push(cstring(&format!("argv[{i}]"), a.as_bytes())?);
+        }
+        let mut envp = Vec::with_capacity(spec.env.len());
+        let mut path_var: Option<&OsStr> = None;
+        for (i, (k, v)) in spec.env.iter().enumerate() {
+            if k.is_empty() || k.as_bytes().contains(&b'=') {
+                return Err(invalid(
+                    format!("env[{i}]"),
+                    format!("name {k:?} is empty or contains '='; use a plain variable name"),
+                ));
+            }
+            if k == "PATH" {
+                path_var = Some(v);
+            }
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            envp.push(cstring(&format!("env[{i}]"), &kv)?);
+        }
+        let prog = spec.argv[0].as_bytes();
+        let mut exec_candidates = Vec::new();
+        let program = if prog.contains(&b'/') {
+            exec_candidates.push(argv[0].clone());
+            String::from_utf8_lossy(prog).into_owned()
+        } else {
+            let path = path_var.map(OsStr::as_bytes).unwrap_or(
+                b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".as_slice(),
+            );
+            for dir in path.split(|&b| b == b':') {
+                let mut c = if dir.is_empty() {
+                    Vec::new()
+                } else {
+                    let mut d = dir.to_vec();
+                    d.push(b'/');
+                    d
+                };
+                c.extend_from_slice(prog);
+                exec_candidates.push(cstring("env.PATH", &c)?);
+            }
+            format!(
+                "{} (searched PATH={})",
+                String::from_utf8_lossy(prog),
+                String::from_utf8_lossy(path)
+            )
+        };
+        let cwd = cstring("cwd", spec.cwd.as_os_str().as_bytes())?;
+        if !spec.cwd.is_absolute() {
+            return Err(invalid(
+                "cwd",
+                format!(
+                    "{} is not absolute; give the full path inside the sandbox",
+                    spec.cwd.display()
+                ),
+            ));
+        }
+
+        let null = if [&spec.stdin, &spec.stdout, &spec.stderr]
+            .iter()
+            .any(|s| matches!(s, Stdio::Null))
+        {
+            let fd = sys::open(c"/dev/null", libc::O_RDWR)
+                .map_err(|e| SandboxError::os("open /dev/null", e))?;
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        } else {
+            None
+        };
+        let fd_of = |s: &Stdio| match s {
+            Stdio::Inherit => -1,
+            Stdio::Null => null.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            Stdio::Fd(f) => f.as_raw_fd(),
+        };
+        let stdio = [fd_of(&spec.stdin), fd_of(&spec.stdout), fd_of(&spec.stderr)];
+
+        let caps = match &spec.capabilities {
+            None => None,
+            Some(list) => {
+                let mut mask = 0u64;
+                for (i, &c) in list.iter().enumerate() {
+                    if c > 63 {
+                        return Err(invalid(
+                            format!("capabilities[{i}]"),
+                            format!("{c} is not a capability number; use the constants in distill_sandbox::cap"),
+                        ));
+                    }
+                    mask |= 1 << c;
+                }
+                Some(mask)
+            }
+        };
+        let last_cap = crate::caps::last_cap();
+
+        let argv_ptrs = argv
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp_ptrs = envp
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+
+        let mut plan = Plan {
+            clone_flags: 0,
+            join: None,
+            root: None,
+            ops: Vec::new(),
+            descriptions: Vec::new(),
+            desc_private: 0,
+            desc_pivot: 0,
+            readonly_root: None,
+            hostname: None,
+            loopback: None,
+            rlimits: Vec::new(),
+            cwd,
+            desc_cwd: 0,
+            uid: spec.uid,
+            gid: spec.gid,
+            groups: spec.groups.clone(),
+            desc_ids: 0,
+            caps,
+            last_cap,
+            desc_caps: 0,
+            no_new_privs: spec.no_new_privs,
+            desc_nnp: 0,
+            umask: spec.umask & 0o777,
+            stdio,
+            desc_stdio: 0,
+            _null: null,
+            die_with_parent: spec.die_with_parent,
+            desc_pdeathsig: 0,
+            _argv: argv,
+            argv_ptrs,
+            _envp: envp,
+            envp_ptrs,
+            exec_candidates,
+            program,
+            pre_exec: spec.pre_exec.as_deref(),
+            desc_pre_exec: 0,
+            wait_for_parent: spec.wait_for_parent,
+            report_wr: Cell::new(-1),
+            release_rd: Cell::new(-1),
+            report_rd: -1,
+            release_wr: -1,
+            preserve: spec.preserve_fds.iter().map(|f| f.as_raw_fd()).collect(),
+            preserve_tmp: spec.preserve_fds.iter().map(|_| Cell::new(-1)).collect(),
+        };
+        plan.desc_cwd = plan.desc(format!("chdir {}", spec.cwd.display()));
+        plan.desc_ids = plan.desc(format!(
+            "set uid {} gid {} groups {:?}",
+            spec.uid, spec.gid, spec.groups
+        ));
+        plan.desc_caps = plan.desc(format!("set capabilities {:?}", spec.capabilities));
+        plan.desc_nnp = plan.desc("set no_new_privs".into());
+        plan.desc_stdio = plan.desc("set up stdin/stdout/stderr".into());
+        plan.desc_pdeathsig = plan.desc("set parent-death signal".into());
+        plan.desc_pre_exec = plan.desc("pre_exec hook".into());
+        for (i, &(res, soft, hard)) in spec.rlimits.iter().enumerate() {
+            if soft > hard {
+                return Err(invalid(
+                    format!("rlimits[{i}]"),
+                    format!("soft limit {soft} is above hard limit {hard}; lower it"),
+                ));
+            }
+            let d = plan.desc(format!("setrlimit {res:?} {soft} {hard}"));
+            plan.rlimits.push((
+                res as c_int,
+                libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                },
+                d,
+            ));
+        }
+
+        match join {
+            Some((pid, ns)) => plan.prepare_join(pid, ns)?,
+            None => plan.prepare_new(spec)?,
+        }
+        Ok(plan)
+    }
+
+    fn prepare_join(&mut self, pid: crate::Pid, ns: crate::Namespaces) -> Result<(), SandboxError> {
+        let open_ns = |name: &str| -> Result<OwnedFd, SandboxError> {
+            let p = format!("/proc/{pid}/ns/{name}");
+            let c = CString::new(p.clone()).expect("no NUL");
+            sys::open(&c, libc::O_RDONLY)
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+                .map_err(|e| SandboxError::os(format!("open {p} (is process {pid} running?)"), e))
+        };
+        let mut fds = Vec::new();
+        // Mount last: after it, paths resolve in the target's world.
+        for (sel, name) in [
+            (ns.cgroup, "cgroup"),
+            (ns.ipc, "ipc"),
+            (ns.uts, "uts"),
+            (ns.net, "net"),
+            (ns.mount, "mnt"),
+        ] {
+            if sel {
+                let fd = open_ns(name)?;
+                let d = self.desc(format!("join {name} namespace of process {pid}"));
+                fds.push((fd, ns_flag(name), d));
+            }
+        }
+        let pid_ns = if ns.pid {
+            let own = sys::open(c"/proc/thread-self/ns/pid", libc::O_RDONLY)
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+                .map_err(|e| SandboxError::os("open /proc/thread-self/ns/pid", e))?;
+            Some((open_ns("pid")?, own))
+        } else {
+            None
+        };
+        let rp = format!("/proc/{pid}/root");
+        let root = sys::open(
+            &CString::new(rp.clone()).expect("no NUL"),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .map_err(|e| SandboxError::os(format!("open {rp} (is process {pid} running?)"), e))?;
+        let root_desc = self.desc(format!("chroot into the root of process {pid}"));
+        self.join = Some(JoinPlan {
+            ns: fds,
+            pid_ns,
+            root,
+            root_desc,
+        });
+        Ok(())
+    }
+
+    fn prepare_new(&mut self, spec: &Spec) -> Result<(), SandboxError> {
+        let ns = spec.namespaces;
+        if !ns.mount {
+            return Err(invalid(
+                "namespaces.mount",
+                "is false; spawn always builds a new root and needs a mount namespace, set it",
+            ));
+        }
+        let mut flags = libc::CLONE_NEWNS;
+        if ns.pid {
+            flags |= libc::CLONE_NEWPID;
+        }
+        if ns.net {
+            flags |= libc::CLONE_NEWNET;
+        }
+        if ns.uts {
+            flags |= libc::CLONE_NEWUTS;
+        }
+        if ns.ipc {
+            flags |= libc::CLONE_NEWIPC;
+        }
+        if ns.cgroup {
+            flags |= libc::CLONE_NEWCGROUP;
+        }
+        self.clone_flags = flags;
+        self.desc_private = self.desc("make / rprivate in the new mount namespace".into());
+        self.desc_pivot = self.desc("pivot_root into the new root".into());
+        if let Some(h) = &spec.hostname {
+            if !ns.uts {
+                return Err(invalid(
+                    "hostname",
+                    "is set but namespaces.uts is false; enable the uts namespace",
+                ));
+            }
+            if h.len() > 64 || h.contains('\0') {
+                return Err(invalid(
+                    "hostname",
+                    format!("{h:?} is longer than 64 bytes or contains NUL; shorten it"),
+                ));
+            }
+            let d = self.desc(format!("set hostname {h}"));
+            self.hostname = Some((h.as_bytes().to_vec(), d));
+        }
+        if spec.loopback {
+            if !ns.net {
+                return Err(invalid(
+                    "loopback",
+                    "is set but namespaces.net is false; enable the net namespace (the host's lo is left alone)",
+                ));
+            }
+            self.loopback = Some(self.desc("bring up lo".into()));
+        }
+        if spec.readonly_root {
+            self.readonly_root = Some(self.desc("remount the new root read-only".into()));
+        }
+        self.root = Some(match &spec.root {
+            Root::Tmpfs => {
+                let base = ["/tmp", "/run", "/mnt", "/var/tmp", "/media", "/srv", "/opt"]
+                    .into_iter()
+                    .find(|p| Path::new(p).is_dir())
+                    .ok_or_else(|| {
+                        invalid(
+                            "root",
+                            "Root::Tmpfs needs a host directory to mount on (one of /tmp /run /mnt); create /tmp",
+                        )
+                    })?;
+                let desc = self.desc(format!("mount the tmpfs root at {base}"));
+                RootPlan::Tmpfs {
+                    base: CString::new(base).expect("no NUL"),
+                    desc,
+                }
+            }
+            Root::Dir(p) => {
+                if !p.is_absolute() {
+                    return Err(invalid(
+                        "root",
+                        format!(
+                            "Root::Dir({}) is not absolute; give an absolute host path",
+                            p.display()
+                        ),
+                    ));
+                }
+                let desc = self.desc(format!("bind mount the root {} onto itself", p.display()));
+                RootPlan::Dir {
+                    path: cstring("root", p.as_os_str().as_bytes())?,
+                    desc,
+                }
+            }
+        });
+
+        const NOSUID: c_ulong = libc::MS_NOSUID;
+        const NODEV: c_ulong = libc::MS_NODEV;
+        const NOEXEC: c_ulong = libc::MS_NOEXEC;
+        if spec.dev {
+            self.push_fs(
+                "/dev",
+                c"tmpfs",
+                NOSUID | libc::MS_STRICTATIME,
+                Some("mode=0755"),
+                0o755,
+            );
+            for n in DEV_NODES {
+                let host = format!("/dev/{n}");
+                self.push_bind(
+                    Path::new(&host),
+                    abs_target(&host),
+                    false,
+                    false,
+                    format!("bind mount {host} at {host}"),
+                )?;
+            }
+            self.push_fs(
+                "/dev/pts",
+                c"devpts",
+                NOSUID | NOEXEC,
+                Some("newinstance,ptmxmode=0666,mode=0620"),
+                0o755,
+            );
+            self.push_fs(
+                "/dev/shm",
+                c"tmpfs",
+                NOSUID | NODEV,
+                Some("mode=1777"),
+                0o1777,
+            );
+            self.push_fs(
+                "/dev/mqueue",
+                c"mqueue",
+                NOSUID | NODEV | NOEXEC,
+                None,
+                0o755,
+            );
+            for (dst, to) in [
+                ("/dev/ptmx", "pts/ptmx"),
+                ("/dev/fd", "/proc/self/fd"),
+                ("/dev/stdin", "/proc/self/fd/0"),
+                ("/dev/stdout", "/proc/self/fd/1"),
+                ("/dev/stderr", "/proc/self/fd/2"),
+            ] {
+                self.push_op(
+                    abs_target(dst),
+                    OpKind::Symlink {
+                        target: CString::new(to).expect("no NUL"),
+                    },
+                    format!("symlink {dst} -> {to}"),
+                );
+            }
+        }
+        if spec.proc != Proc::None {
+            self.push_fs("/proc", c"proc", NOSUID | NODEV | NOEXEC, None, 0o555);
+        }
+        let mask = |plan: &mut Plan, p: &str| {
+            plan.push_op(
+                abs_target(p),
+                OpKind::Mask {
+                    null_fd: Cell::new(-1),
+                },
+                format!("mask {p}"),
+            )
+        };
+        if spec.proc == Proc::Masked {
+            for p in PROC_MASKED {
+                mask(self, p);
+            }
+            for p in PROC_READONLY {
+                self.push_op(
+                    abs_target(p),
+                    OpKind::ReadonlySelf,
+                    format!("make {p} read-only"),
+                );
+            }
+        }
+        if spec.sys {
+            self.push_fs(
+                "/sys",
+                c"sysfs",
+                libc::MS_RDONLY | NOSUID | NODEV | NOEXEC,
+                None,
+                0o555,
+            );
+            if spec.proc == Proc::Masked {
+                for p in SYS_MASKED {
+                    mask(self, p);
+                }
+            }
+        }
+        for (i, m) in spec.mounts.iter().enumerate() {
+            let field = format!("mounts[{i}].dst");
+            match m {
+                Mount::Bind {
+                    src,
+                    dst,
+                    readonly,
+                    recursive,
+                } => {
+                    if !src.is_absolute() {
+                        return Err(invalid(
+                            format!("mounts[{i}].src"),
+                            format!(
+                                "{} is not absolute; give an absolute host path",
+                                src.display()
+                            ),
+                        ));
+                    }
+                    let t = target(&field, dst)?;
+                    let ro = if *readonly { " (read-only)" } else { "" };
+                    self.push_bind(
+                        src,
+                        t,
+                        *readonly,
+                        *recursive,
+                        format!("bind mount {} at {}{ro}", path_str(src), path_str(dst)),
+                    )?;
+                }
+                Mount::Tmpfs { dst, size, mode } => {
+                    let t = target(&field, dst)?;
+                    let mut data = format!("mode={:o}", mode & 0o7777);
+                    if let Some(s) = size {
+                        data.push_str(&format!(",size={s}"));
+                    }
+                    self.push_op(
+                        t,
+                        OpKind::Fs {
+                            source: c"tmpfs",
+                            fstype: c"tmpfs",
+                            flags: NOSUID | NODEV,
+                            data: Some(CString::new(data).expect("no NUL")),
+                            mode: 0o755,
+                        },
+                        format!("mount tmpfs at {}", path_str(dst)),
+                    );
+                }
+                Mount::Dir { dst, mode } => {
+                    let t = target(&field, dst)?;
+                    self.push_op(
+                        t,
+                        OpKind::Dir {
+                            mode: mode & 0o7777,
+                        },
+                        format!("create directory {}", path_str(dst)),
+                    );
+                }
+                Mount::Symlink { target: to, dst } => {
+                    let t = target(&field, dst)?;
+                    let to_c = cstring(&format!("mounts[{i}].target"), to.as_os_str().as_bytes())?;
+                    self.push_op(
+                        t,
+                        OpKind::Symlink { target: to_c },
+                        format!("symlink {} -> {}", path_str(dst), path_str(to)),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Clone the child and wait for its first report.
+    pub(crate) fn spawn(mut self) -> Result<crate::Child, SandboxError> {
+        let (rep_rd, rep_wr) = pipe()?;
+        let release = if self.wait_for_parent {
+            Some(pipe()?)
+        } else {
+            None
+        };
+        self.report_wr.set(rep_wr.as_raw_fd());
+        self.report_rd = rep_rd.as_raw_fd();
+        self.release_rd
+            .set(release.as_ref().map_or(-1, |(r, _)| r.as_raw_fd()));
+        self.release_wr = release.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
+
+        const STACK: usize = 256 * 1024;
+        let mut stack = vec![0u8; STACK];
+        let top = unsafe { stack.as_mut_ptr().add(STACK) };
+        let top = ((top as usize) & !15usize) as *mut c_void;
+
+        let pid_ns = self.join.as_ref().and_then(|j| j.pid_ns.as_ref());
+        if let Some((target, _)) = pid_ns {
+            sys::setns(target.as_raw_fd(), libc::CLONE_NEWPID).map_err(|e| {
+                SandboxError::os("join the target's pid namespace (for children)", e)
+            })?;
+        }
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                top,
+                self.clone_flags | libc::SIGCHLD,
+                &self as *const Plan as *mut c_void,
+            )
+        };
+        let clone_errno = sys::errno();
+        if let Some((_, own)) = pid_ns {
+            if let Err(e) = sys::setns(own.as_raw_fd(), libc::CLONE_NEWPID) {
+                if pid > 0 {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    let _ = waitpid(pid, 0);
+                }
+                return Err(SandboxError::os("return to our own pid namespace", e));
+            }
+        }
+        drop(stack);
+        if pid < 0 {
+            let hint = if clone_errno == libc::ENOMEM && pid_ns.is_some() {
+                " (the target's pid namespace has no init any more)"
+            } else {
+                ""
+            };
+            return Err(SandboxError::os(format!("clone{hint}"), clone_errno));
+        }
+        drop(rep_wr);
+        let release_wr = release.map(|(r, w)| {
+            drop(r);
+            w
+        });
+        let mut child = crate::Child {
+            pid: crate::Pid::from_raw(pid),
+            status: None,
+            report: None,
+            release: release_wr,
+            program: std::mem::take(&mut self.program),
+            descriptions: std::mem::take(&mut self.descriptions),
+        };
+        child.read_report(rep_rd, true)?;
+        if child.release.is_some() && child.report.is_none() && child.status.is_none() {
+            // Expected READY but got EOF: the child died before it could wait.
+            let status = waitpid(pid, 0)
+                .map_err(|e| SandboxError::os(format!("waitpid {pid}"), e))?
+                .unwrap_or(ExitStatus::Exited(-1));
+            child.status = Some(status);
+            child.release = None;
+            return Err(SandboxError::ChildDied { pid, status });
+        }
+        Ok(child)
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    let mut fds = [0 as c_int; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(SandboxError::os("pipe2", sys::errno()));
+    }
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child side. Nothing below this line may allocate.
+
+struct Fail(Report);
+
+fn setup(desc: u32, stage: u32) -> impl Fn(i32) -> Fail {
+    move |errno| {
+        Fail(Report {
+            step: STEP_SETUP,
+            desc,
+            stage,
+            errno,
+        })
+    }
+}
+
+extern "C" fn child_main(arg: *mut c_void) -> c_int {
+    // SAFETY: the parent passed a pointer to a Plan that lives in our copy of its memory.
+    let plan = unsafe { &*(arg as *const Plan) };
+    let Fail(report) = plan.child();
+    if report.step != 0 {
+        sys::write_all(plan.report_wr.get(), &report.to_bytes());
+    }
+    unsafe { libc::_exit(127) }
+}
+
+impl Plan<'_> {
+    /// Runs in the child; returns only on failure.
+    fn child(&self) -> Fail {
+        match self.child_setup() {
+            Ok(()) => self.child_exec(),
+            Err(f) => f,
+        }
+    }
+
+    fn child_setup(&self) -> Result<(), Fail> {
+        reset_signals();
+        sys::close(self.report_rd);
+        sys::close(self.release_wr);
+        if self.die_with_parent {
+            sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong)
+                .map_err(setup(self.desc_pdeathsig, STAGE_NONE))?;
+        }
+        unsafe { libc::umask(0) };
+        if let Some(j) = &self.join {
+            for (fd, flag, desc) in &j.ns {
+                sys::setns(fd.as_raw_fd(), *flag).map_err(setup(*desc, STAGE_NONE))?;
+            }
+            let f = setup(j.root_desc, STAGE_NONE);
+            sys::fchdir(j.root.as_raw_fd()).map_err(&f)?;
+            sys::chroot_dot().map_err(&f)?;
+        } else {
+            self.child_build_root()?;
+        }
+        for (res, lim, desc) in &self.rlimits {
+            if unsafe { libc::setrlimit(*res as _, lim) } < 0 {
+                return Err(setup(*desc, STAGE_NONE)(sys::errno()));
+            }
+        }
+        sys::chdir(&self.cwd).map_err(setup(self.desc_cwd, STAGE_NONE))?;
+        self.child_ids()?;
+        if self.no_new_privs {
+            sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(setup(self.desc_nnp, STAGE_NONE))?;
+        }
+        unsafe { libc::umask(self.umask) };
+        self.child_fds()?;
+        if self.wait_for_parent {
+            sys::write_all(
+                self.report_wr.get(),
+                &Report {
+                    step: STEP_READY,
+                    desc: 0,
+                    stage: 0,
+                    errno: 0,
+                }
+                .to_bytes(),
+            );
+            let mut b = [0u8; 1];
+            match sys::read_exact_or_eof(self.release_rd.get(), &mut b) {
+                Ok(true) => {}
+                // The parent dropped the Child (or died): do not run the program.
+                _ => unsafe { libc::_exit(1) },
+            }
+            sys::close(self.release_rd.get());
+        }
+        if let Some(f) = self.pre_exec {
+            sys::write_all(
+                self.report_wr.get(),
+                &Report {
+                    step: STEP_PRE_EXEC,
+                    desc: 0,
+                    stage: 0,
+                    errno: 0,
+                }
+                .to_bytes(),
+            );
+            if let Err(e) = f() {
+                return Err(setup(self.desc_pre_exec, STAGE_NONE)(
+                    e.raw_os_error().unwrap_or(libc::EIO),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn child_exec(&self) -> Fail {
+        let mut err = libc::ENOENT;
+        let mut eacces = false;
+        for c in &self.exec_candidates {
+            unsafe { libc::execve(c.as_ptr(), self.argv_ptrs.as_ptr(), self.envp_ptrs.as_ptr()) };
+            err = sys::errno();
+            match err {
+                libc::EACCES => eacces = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
+                _ => break,
+            }
+        }
+        if eacces && err != libc::ENOEXEC && (err == libc::ENOENT || err == libc::ENOTDIR) {
+            err = libc::EACCES;
+        }
+        Fail(Report {
+            step: STEP_EXEC,
+            desc: 0,
+            stage: 0,
+            errno: err,
+        })
+    }
+
+    fn child_build_root(&self) -> Result<(), Fail> {
+        let private = setup(self.desc_private, STAGE_NONE);
+        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(private)?;
+        // Open every bind source first: the root tmpfs may cover where they live (e.g. /tmp).
+        for op in &self.ops {
+            match &op.kind {
+                OpKind::Bind {
+                    src,
+                    src_fd,
+                    recursive,
+                    ..
+                } => {
+                    let mut flags = sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC;
+                    if *recursive {
+                        flags |= libc::AT_RECURSIVE as u32;
+                    }
+                    let fd = sys::open_tree(libc::AT_FDCWD, src, flags)
+                        .map_err(setup(op.desc, STAGE_SOURCE))?;
+                    src_fd.set(fd);
+                }
+                OpKind::Mask { null_fd } => {
+                    let fd = sys::open_tree(
+                        libc::AT_FDCWD,
+                        c"/dev/null",
+                        sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC,
+                    )
+                    .map_err(setup(op.desc, STAGE_SOURCE))?;
+                    null_fd.set(fd);
+                }
+                _ => {}
+            }
+        }
+        let root = match self.root.as_ref() {
+            Some(RootPlan::Tmpfs { base, desc }) => {
+                let f = setup(*desc, STAGE_NONE);
+                sys::mount(
+                    Some(c"tmpfs"),
+                    base,
+                    Some(c"tmpfs"),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(c"mode=0755"),
+                )
+                .map_err(&f)?;
+                sys::open(base, libc::O_PATH | libc::O_DIRECTORY).map_err(&f)?
+            }
+            Some(RootPlan::Dir { path, desc }) => {
+                let f = setup(*desc, STAGE_NONE);
+                sys::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None)
+                    .map_err(&f)?;
+                sys::open(path, libc::O_PATH | libc::O_DIRECTORY).map_err(&f)?
+            }
+            None => return Ok(()),
+        };
+        for op in &self.ops {
+            self.child_op(root, op)?;
+        }
+        let f = setup(self.desc_pivot, STAGE_NONE);
+        sys::fchdir(root).map_err(&f)?;
+        sys::pivot_root_dot().map_err(&f)?;
+        sys::close(root);
+        if let Some(desc) = self.readonly_root {
+            sys::set_readonly(libc::AT_FDCWD, c"/", false).map_err(setup(desc, STAGE_NONE))?;
+        }
+        if let Some((name, desc)) = &self.hostname {
+            sys::sethostname(name).map_err(setup(*desc, STAGE_NONE))?;
+        }
+        if let Some(desc) = self.loopback {
+            sys::loopback_up().map_err(setup(desc, STAGE_NONE))?;
+        }
+        Ok(())
+    }
+
+    fn child_op(&self, root: c_int, op: &Op) -> Result<(), Fail> {
+        let t = &op.target;
+        let target_err = setup(op.desc, STAGE_TARGET);
+        let mount_err = setup(op.desc, STAGE_MOUNT);
+        match &op.kind {
+            OpKind::Bind {
+                src_fd,
+                file,
+                readonly,
+                recursive,
+                ..
+            } => {
+                let tree = src_fd.get();
+                let create = if *file {
+                    Create::File
+                } else {
+                    Create::Dir(0o755)
+                };
+                let fd = resolve(root, t, create).map_err(target_err)?;
+                let r = (|| {
+                    if *readonly {
+                        sys::set_readonly(tree, c"", *recursive)
+                            .map_err(setup(op.desc, STAGE_RDONLY))?;
+                    }
+                    sys::move_mount_fd(tree, fd).map_err(&mount_err)
+                })();
+                sys::close(fd);
+                sys::close(tree);
+                r
+            }
+            OpKind::Fs {
+                source,
+                fstype,
+                flags,
+                data,
+                mode,
+            } => {
+                let fd = resolve(root, t, Create::Dir(*mode)).map_err(target_err)?;
+                let r = sys::fchdir(fd).and_then(|()| {
+                    sys::mount(Some(source), c".", Some(fstype), *flags, data.as_deref())
+                });
+                sys::close(fd);
+                r.map_err(mount_err)
+            }
+            OpKind::Dir { mode } => {
+                let fd = resolve(root, t, Create::Dir(*mode)).map_err(target_err)?;
+                sys::close(fd);
+                Ok(())
+            }
+            OpKind::Symlink { target } => {
+                let fd = resolve(root, t, Create::Symlink(target)).map_err(target_err)?;
+                sys::close(fd);
+                Ok(())
+            }
+            OpKind::Mask { null_fd } => {
+                let null = null_fd.get();
+                let fd = match resolve(root, t, Create::No) {
+                    Ok(fd) => fd,
+                    Err(libc::ENOENT) => {
+                        sys::close(null);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(target_err(e)),
+                };
+                let r = match sys::is_dir(fd) {
+                    Ok(true) => sys::fchdir(fd).and_then(|()| {
+                        sys::mount(
+                            Some(c"tmpfs"),
+                            c".",
+                            Some(c"tmpfs"),
+                            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                            Some(c"mode=0555,size=4k"),
+                        )
+                    }),
+                    Ok(false) => sys::move_mount_fd(null, fd),
+                    Err(e) => Err(e),
+                };
+                sys::close(fd);
+                sys::close(null);
+                r.map_err(mount_err)
+            }
+            OpKind::ReadonlySelf => {
+                let fd = match resolve(root, t, Create::No) {
+                    Ok(fd) => fd,
+                    Err(libc::ENOENT) => return Ok(()),
+                    Err(e) => return Err(target_err(e)),
+                };
+                let r = (|| {
+                    let tree = sys::open_tree(
+                        fd,
+                        c"",
+                        sys::OPEN_TREE_CLONE
+                            | sys::OPEN_TREE_CLOEXEC
+                            | libc::AT_EMPTY_PATH as u32
+                            | libc::AT_RECURSIVE as u32,
+                    )
+                    .map_err(setup(op.desc, STAGE_SOURCE))?;
+                    let r = sys::set_readonly(tree, c"", true)
+                        .map_err(setup(op.desc, STAGE_RDONLY))
+                        .and_then(|()| sys::move_mount_fd(tree, fd).map_err(&mount_err));
+                    sys::close(tree);
+                    r
+                })();
+                sys::close(fd);
+                r
+            }
+        }
+    }
+
+    fn child_ids(&self) -> Result<(), Fail> {
+        let caps = setup(self.desc_caps, STAGE_NONE);
+        if let Some(mask) = self.caps {
+            for c in 0..=self.last_cap {
+                if mask & (1u64 << c) == 0 {
+                    match sys::prctl(libc::PR_CAPBSET_DROP, c as c_ulong) {
+                        Ok(()) | Err(libc::EINVAL) => {}
+                        Err(e) => return Err(caps(e)),
+                    }
+                }
+            }
+            if self.uid != 0 {
+                sys::prctl(libc::PR_SET_KEEPCAPS, 1).map_err(&caps)?;
+            }
+        }
+        let ids = setup(self.desc_ids, STAGE_NONE);
+        // Raw system calls: glibc's set*id wrappers signal every thread of the parent (which
+        // do not exist in this copy) and wait for them on a futex forever.
+        unsafe {
+            if libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) < 0 {
+                return Err(ids(sys::errno()));
+            }
+            if libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) < 0 {
+                return Err(ids(sys::errno()));
+            }
+            if libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) < 0 {
+                return Err(ids(sys::errno()));
+            }
+        }
+        if let Some(mask) = self.caps {
+            let all = if self.last_cap >= 63 {
+                u64::MAX
+            } else {
+                (1u64 << (self.last_cap + 1)) - 1
+            };
+            sys::capset(mask & all).map_err(&caps)?;
+            match sys::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
+            ) {
+                Ok(()) | Err(libc::EINVAL) => {}
+                Err(e) => return Err(caps(e)),
+            }
+            if self.uid != 0 {
+                sys::prctl(libc::PR_SET_KEEPCAPS, 0).map_err(&caps)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// stdio at 0..2, preserved fds at 3.., our pipes above them, everything else closed.
+    fn child_fds(&self) -> Result<(), Fail> {
+        let f = setup(self.desc_stdio, STAGE_NONE);
+        let first_free = 3 + self.preserve.len() as c_int;
+        for cell in [&self.report_wr, &self.release_rd] {
+            let fd = cell.get();
+            if fd >= 0 && fd < first_free {
+                let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first_free) };
+                if r < 0 {
+                    return Err(f(sys::errno()));
+                }
+                sys::close(fd);
+                cell.set(r);
+            }
+        }
+        self.child_stdio()?;
+        for (src, tmp) in self.preserve.iter().zip(&self.preserve_tmp) {
+            let r = unsafe { libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, first_free) };
+            if r < 0 {
+                return Err(f(sys::errno()));
+            }
+            tmp.set(r);
+        }
+        for (i, tmp) in self.preserve_tmp.iter().enumerate() {
+            if unsafe { libc::dup2(tmp.get(), 3 + i as c_int) } < 0 {
+                return Err(f(sys::errno()));
+            }
+        }
+        let (a, b) = (self.report_wr.get(), self.release_rd.get());
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let mut next = first_free as libc::c_uint;
+        for keep in [lo, hi] {
+            if keep >= first_free {
+                if keep as libc::c_uint > next {
+                    unsafe { libc::close_range(next, keep as libc::c_uint - 1, 0) };
+                }
+                next = keep as libc::c_uint + 1;
+            }
+        }
+        unsafe { libc::close_range(next, libc::c_uint::MAX, 0) };
+        Ok(())
+    }
+
+    fn child_stdio(&self) -> Result<(), Fail> {
+        let f = setup(self.desc_stdio, STAGE_NONE);
+        // Move sources that sit on 0..2 out of the way so dup2 cannot clobber them.
+        let mut src = self.stdio;
+        for s in src.iter_mut() {
+            if *s >= 0 && *s < 3 {
+                let r = unsafe { libc::fcntl(*s, libc::F_DUPFD_CLOEXEC, 3) };
+                if r < 0 {
+                    return Err(f(sys::errno()));
+                }
+                *s = r;
+            }
+        }
+        for (target, &s) in src.iter().enumerate() {
+            if s >= 0 && unsafe { libc::dup2(s, target as c_int) } < 0 {
+                return Err(f(sys::errno()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn reset_signals() {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// Resolve `t` below `root` (as if `root` were `/`), creating missing parents (0755) and,
+/// per `create`, the last component. Returns an `O_PATH` descriptor of the result.
+fn resolve(root: c_int, t: &Target, create: Create) -> SysResult<c_int> {
+    let n = t.prefixes.len();
+    let mut parent = -1;
+    for i in 0..n {
+        let last = i + 1 == n;
+        let nofollow = last && matches!(create, Create::Symlink(_));
+        let fd = match sys::open_in_root(root, &t.prefixes[i], nofollow) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) => {
+                let dir = if parent >= 0 { parent } else { root };
+                let r = match (last, create) {
+                    (false, _) => sys::mkdirat(dir, &t.names[i], 0o755),
+                    (true, Create::Dir(mode)) => sys::mkdirat(dir, &t.names[i], mode),
+                    (true, Create::File) => sys::openat(
+                        dir,
+                        &t.names[i],
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW,
+                        0o644,
+                    )
+                    .map(sys::close),
+                    (true, Create::Symlink(to)) => sys::symlinkat(to, dir, &t.names[i]),
+                    (true, Create::No) => Err(libc::ENOENT),
+                };
+                match r {
+                    Ok(()) | Err(libc::EEXIST) => {}
+                    Err(e) => {
+                        sys::close(parent);
+                        return Err(e);
+                    }
+                }
+                // mkdirat's mode is not affected by our umask (0), but tmpfs/sticky bits are
+                // applied by the kernel as given.
+                match sys::open_in_root(root, &t.prefixes[i], nofollow) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        sys::close(parent);
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => {
+                sys::close(parent);
+                return Err(e);
+            }
+        };
+        if last {
+            if let Create::Symlink(to) = create {
+                // Accept an existing symlink only if it points where we want.
+                let mut buf = [0u8; 4096];
+                let len = unsafe {
+                    libc::readlinkat(
+                        fd,
+                        c"".as_ptr(),
+                        buf.as_mut_ptr().cast::<c_char>(),
+                        buf.len(),
+                    )
+                };
+                if len < 0 || &buf[..len as usize] != to.to_bytes() {
+                    sys::close(fd);
+                    sys::close(parent);
+                    return Err(libc::EEXIST);
+                }
+            }
+        }
+        sys::close(parent);
+        parent = fd;
+    }
+    Ok(parent)
+}

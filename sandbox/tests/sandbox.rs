@@ -1,0 +1,663 @@
+//! Real-namespace tests (run as root): each builds a busybox root in a fresh tmpfs.
+
+mod common;
+
+use common::*;
+use distill_sandbox::{
+    cap, run, spawn, spawn_in, ExitStatus, Mount, Namespaces, Proc, Resource, Root, SandboxError,
+    Signal, Spec, Stdio, DOCKER_DEFAULT_CAPS,
+};
+use std::time::{Duration, Instant};
+
+#[test]
+fn process_is_pid_1_of_new_pid_namespace() {
+    if !have_busybox() {
+        return;
+    }
+    let (st, out, err) = sh("echo $$; ls /proc | grep -c '^[0-9]'", |s| {
+        s.proc = Proc::Mount;
+    });
+    assert!(st.success(), "{st} {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "output: {out}");
+    // Only our shell and the pipeline's processes are visible.
+    let procs: usize = lines.last().unwrap().trim().parse().unwrap();
+    assert!(procs <= 4, "too many processes visible: {out}");
+}
+
+#[test]
+fn hostname_is_set_in_new_uts_namespace() {
+    if !have_busybox() {
+        return;
+    }
+    let (st, out, err) = sh("hostname", |s| s.hostname = Some("distill-test".into()));
+    assert!(st.success(), "{err}");
+    assert_eq!(out.trim(), "distill-test");
+    let host = nix::unistd::gethostname().unwrap();
+    assert_ne!(host.to_str().unwrap(), "distill-test");
+}
+
+#[test]
+fn network_has_only_loopback_and_it_is_up() {
+    if !have_busybox() {
+        return;
+    }
+    let script = "ip -o link; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo PING-OK; \
+                  nc -w 1 192.0.2.1 80 </dev/null; echo nc=$?";
+    let (st, out, err) = sh(script, |s| {
+        s.loopback = true;
+        s.dev = true;
+    });
+    assert!(st.success(), "{st} {err}");
+    let links: Vec<&str> = out.lines().filter(|l| l.contains(": <")).collect();
+    assert_eq!(links.len(), 1, "expected only lo: {out}");
+    assert!(
+        links[0].contains(": lo:") && links[0].contains("UP"),
+        "{out}"
+    );
+    assert!(out.contains("PING-OK"), "loopback ping failed: {out} {err}");
+    assert!(
+        out.contains("nc=1"),
+        "connect to an outside address must fail: {out} {err}"
+    );
+    assert!(err.contains("unreachable"), "{err}");
+
+    // Without `loopback`, lo stays down.
+    let (_, out, _) = sh("ip -o link", |_| {});
+    assert!(out.contains(": lo:") && !out.contains(",UP"), "{out}");
+}
+
+#[test]
+fn readonly_bind_cannot_be_written_and_rw_bind_can() {
+    if !have_busybox() {
+        return;
+    }
+    let ro = tempfile::tempdir().unwrap();
+    let rw = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("data"), "hello").unwrap();
+    let (st, out, err) = sh(
+        "cat /ro/data; touch /ro/new && echo RO-WRITABLE; touch /rw/new && echo RW-OK",
+        |s| {
+            s.mounts.push(Mount::Bind {
+                src: ro.path().into(),
+                dst: "/ro".into(),
+                readonly: true,
+                recursive: false,
+            });
+            s.mounts.push(Mount::Bind {
+                src: rw.path().into(),
+                dst: "/rw".into(),
+                readonly: false,
+                recursive: false,
+            });
+        },
+    );
+    assert!(st.success(), "{err}");
+    assert!(out.starts_with("hello"), "{out}");
+    assert!(!out.contains("RO-WRITABLE"), "{out}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(out.contains("RW-OK"), "{out}");
+    assert!(!ro.path().join("new").exists());
+    assert!(rw.path().join("new").exists());
+}
+
+#[test]
+fn host_files_outside_the_root_are_invisible() {
+    if !have_busybox() {
+        return;
+    }
+    let secret = tempfile::tempdir().unwrap();
+    std::fs::write(secret.path().join("secret"), "x").unwrap();
+    let script = format!(
+        "ls -a /; test -e {} && echo SEEN; test -e /etc/passwd && echo ETC; test -e /work && echo WORK; exit 0",
+        secret.path().join("secret").display()
+    );
+    let (st, out, err) = sh(&script, |_| {});
+    assert!(st.success(), "{err}");
+    assert!(
+        !out.contains("SEEN") && !out.contains("ETC") && !out.contains("WORK"),
+        "{out}"
+    );
+    let entries: Vec<&str> = out.lines().collect();
+    assert_eq!(entries, vec![".", "..", "bin"], "{out}");
+    // Nothing leaked into the host's mount table.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("/bin/busybox"), "mount leaked to the host");
+}
+
+#[test]
+fn masked_proc_paths_are_empty_or_readonly() {
+    if !have_busybox() {
+        return;
+    }
+    // A path missing on this kernel (kcore in some VMs) still prints 0.
+    let script = "cat /proc/kcore 2>/dev/null | wc -c; cat /proc/keys | wc -c; \
+                  cat /proc/timer_list | wc -c; \
+                  ls /proc/acpi 2>/dev/null | wc -l; \
+                  echo x > /proc/sys/kernel/hostname && echo SYS-WRITABLE; \
+                  grep -c . /proc/self/status";
+    let (st, out, err) = sh(script, |s| {
+        s.proc = Proc::Masked;
+        s.dev = true;
+    });
+    assert!(st.success(), "{err}");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(&lines[..4], &["0", "0", "0", "0"], "{out}");
+    assert!(!out.contains("SYS-WRITABLE"), "{out}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    let status_lines: usize = lines[4].parse().unwrap();
+    assert!(status_lines > 10, "/proc itself must still work: {out}");
+}
+
+#[test]
+fn umask_and_env_are_exactly_as_given() {
+    if !have_busybox() {
+        return;
+    }
+    let mut spec = busybox_spec(&["env"]);
+    spec.env = vec![
+        ("PATH".into(), "/bin".into()),
+        ("A".into(), "1".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ];
+    let (st, out, _) = capture(spec);
+    assert!(st.success());
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    assert_eq!(got, vec!["A=1", "LANG=C.UTF-8", "PATH=/bin"]);
+
+    let (st, out, _) = sh("umask; touch /tmp/f; stat -c %a /tmp/f", |s| {
+        s.umask = 0o027;
+        s.mounts.push(Mount::Tmpfs {
+            dst: "/tmp".into(),
+            size: Some(1 << 20),
+            mode: 0o1777,
+        });
+    });
+    assert!(st.success());
+    assert_eq!(out.lines().collect::<Vec<_>>(), vec!["0027", "640"]);
+}
+
+#[test]
+fn exec_failure_is_a_clear_error() {
+    if !have_busybox() {
+        return;
+    }
+    let spec = busybox_spec(&["/bin/nonexistent", "x"]);
+    match spawn(&spec) {
+        Err(SandboxError::Exec { program, source }) => {
+            assert_eq!(program, "/bin/nonexistent");
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+        }
+        other => panic!("expected an exec error, got {other:?}"),
+    }
+    let spec = busybox_spec(&["nosuchtool"]);
+    let e = spawn(&spec).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("exec nosuchtool (searched PATH=/bin): No such file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn setup_failures_name_the_step_and_paths() {
+    if !have_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let mut spec = busybox_spec(&["true"]);
+    spec.mounts.push(Mount::Bind {
+        src: missing.clone(),
+        dst: "/store/abc".into(),
+        readonly: true,
+        recursive: false,
+    });
+    let e = spawn(&spec).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("bind mount {} at /store/abc", missing.display())),
+        "{e}"
+    );
+    assert!(e.contains("No such file or directory"), "{e}");
+
+    let mut spec = busybox_spec(&["true"]);
+    spec.cwd = "/build".into();
+    let e = spawn(&spec).unwrap_err().to_string();
+    assert_eq!(e, "chdir /build: No such file or directory (os error 2)");
+
+    let mut spec = busybox_spec(&["true"]);
+    spec.mounts.push(Mount::Dir {
+        dst: "/a/../b".into(),
+        mode: 0o755,
+    });
+    let e = spawn(&spec).unwrap_err();
+    assert!(matches!(e, SandboxError::Invalid { .. }), "{e}");
+    let idx = spec.mounts.len() - 1;
+    assert!(e.to_string().contains(&format!("mounts[{idx}].dst")), "{e}");
+
+    let mut spec = busybox_spec(&["true"]);
+    spec.namespaces.uts = false;
+    spec.hostname = Some("x".into());
+    assert!(spawn(&spec)
+        .unwrap_err()
+        .to_string()
+        .contains("field hostname"));
+}
+
+#[test]
+fn die_with_parent_kills_the_child_when_the_spawning_thread_exits() {
+    if !have_busybox() {
+        return;
+    }
+    let mut child = std::thread::spawn(|| {
+        let mut spec = busybox_spec(&["sleep", "100"]);
+        spec.die_with_parent = true;
+        spawn(&spec).unwrap()
+    })
+    .join()
+    .unwrap();
+    let start = Instant::now();
+    let st = child.wait().unwrap();
+    assert_eq!(st, ExitStatus::Signaled(libc::SIGKILL));
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn wait_for_parent_blocks_until_release() {
+    if !have_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = busybox_spec(&["sh", "-c", "cat /shared/marker > /shared/seen"]);
+    spec.wait_for_parent = true;
+    spec.mounts.push(Mount::Bind {
+        src: dir.path().into(),
+        dst: "/shared".into(),
+        readonly: false,
+        recursive: false,
+    });
+    let mut child = spawn(&spec).unwrap();
+    assert!(child.is_waiting());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "child ran before release"
+    );
+    assert!(!dir.path().join("seen").exists());
+    // What the parent does before release is visible to the program.
+    std::fs::write(dir.path().join("marker"), "from-parent").unwrap();
+    child.release().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("seen")).unwrap(),
+        "from-parent"
+    );
+
+    // An exec failure after release is reported by release().
+    let mut spec = busybox_spec(&["/nope"]);
+    spec.wait_for_parent = true;
+    let mut child = spawn(&spec).unwrap();
+    let e = child.release().unwrap_err();
+    assert!(matches!(e, SandboxError::Exec { .. }), "{e}");
+
+    // Dropping an unreleased child makes it exit without running the program.
+    let mut spec = busybox_spec(&["sleep", "100"]);
+    spec.wait_for_parent = true;
+    let mut child = spawn(&spec).unwrap();
+    assert_eq!(child.wait().unwrap(), ExitStatus::Exited(1));
+}
+
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("{key} missing in {status}"))
+}
+
+#[test]
+fn capabilities_are_dropped_and_no_new_privs_set() {
+    if !have_busybox() {
+        return;
+    }
+    let (st, out, err) = sh("cat /proc/self/status", |s| {
+        s.proc = Proc::Mount;
+        s.capabilities = Some(DOCKER_DEFAULT_CAPS.to_vec());
+        s.no_new_privs = true;
+    });
+    assert!(st.success(), "{err}");
+    let want: u64 = DOCKER_DEFAULT_CAPS.iter().map(|c| 1u64 << c).sum();
+    for key in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        let got = u64::from_str_radix(&status_field(&out, key), 16).unwrap();
+        assert_eq!(got, want, "{key} {got:x} != {want:x}");
+    }
+    assert_eq!(status_field(&out, "CapAmb:"), "0000000000000000");
+    assert_eq!(status_field(&out, "NoNewPrivs:"), "1");
+
+    // Non-root user with one capability kept: bounding set holds only it, effective is empty
+    // after exec (no ambient caps), ids are as given.
+    let (st, out, err) = sh("id; cat /proc/self/status", |s| {
+        s.proc = Proc::Mount;
+        s.uid = 1000;
+        s.gid = 1000;
+        s.groups = vec![1000, 20];
+        s.capabilities = Some(vec![cap::NET_BIND_SERVICE]);
+    });
+    assert!(st.success(), "{err}");
+    assert!(
+        out.starts_with("uid=1000 gid=1000 groups=20,1000")
+            || out.starts_with("uid=1000 gid=1000 groups=1000,20"),
+        "{out}"
+    );
+    assert_eq!(status_field(&out, "CapEff:"), "0000000000000000");
+    assert_eq!(
+        u64::from_str_radix(&status_field(&out, "CapBnd:"), 16).unwrap(),
+        1 << cap::NET_BIND_SERVICE
+    );
+    assert_eq!(status_field(&out, "NoNewPrivs:"), "0");
+}
+
+#[test]
+fn rlimits_stdio_null_and_dev() {
+    if !have_busybox() {
+        return;
+    }
+    let (st, out, err) = sh(
+        "ulimit -n; ls /dev | sort | tr '\\n' ' '; echo; readlink /dev/ptmx; echo hi > /dev/null && echo NULL-OK; cat </dev/stdin | wc -c",
+        |s| {
+            s.dev = true;
+            s.proc = Proc::Mount;
+            s.rlimits = vec![(Resource::RLIMIT_NOFILE, 64, 128)];
+            s.stdin = Stdio::Null;
+        },
+    );
+    assert!(st.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "64");
+    for n in [
+        "full", "mqueue", "null", "pts", "ptmx", "random", "shm", "stderr", "stdin", "stdout",
+        "tty", "urandom", "zero", "fd",
+    ] {
+        assert!(
+            lines[1].split(' ').any(|e| e == n),
+            "/dev lacks {n}: {}",
+            lines[1]
+        );
+    }
+    assert_eq!(lines[2], "pts/ptmx");
+    assert_eq!(lines[3], "NULL-OK");
+    assert_eq!(lines[4].trim(), "0");
+}
+
+#[test]
+fn root_dir_readonly_and_symlinks_cannot_escape() {
+    if !have_busybox() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("bin")).unwrap();
+    std::fs::copy(BUSYBOX, root.path().join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.path().join("bin/sh")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.path().join("bin/touch")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.path().join("bin/ls")).unwrap();
+    // A hostile image: /evil points at a host directory by absolute path. Inside the root
+    // that path must mean <root>/<victim path>, which the image also contains.
+    std::os::unix::fs::symlink(victim.path(), root.path().join("evil")).unwrap();
+    let inner_dir = root.path().join(victim.path().strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inner_dir).unwrap();
+    // A dangling absolute symlink is refused rather than followed to the host.
+    std::os::unix::fs::symlink(victim.path().join("nothere"), root.path().join("dangling"))
+        .unwrap();
+    let mut spec = Spec::new([
+        "sh",
+        "-c",
+        "touch /x && echo ROOT-WRITABLE; touch /scratch/y && echo TMP-OK; ls /evil",
+    ]);
+    spec.env = vec![("PATH".into(), "/bin".into())];
+    spec.root = Root::Dir(root.path().into());
+    spec.readonly_root = true;
+    spec.mounts = vec![
+        Mount::Tmpfs {
+            dst: "/scratch".into(),
+            size: None,
+            mode: 0o755,
+        },
+        Mount::Tmpfs {
+            dst: "/evil/inside".into(),
+            size: None,
+            mode: 0o755,
+        },
+    ];
+    let mut bad = Spec::new(["true"]);
+    bad.root = Root::Dir(root.path().into());
+    bad.mounts = vec![Mount::Dir {
+        dst: "/dangling/sub".into(),
+        mode: 0o755,
+    }];
+    let e = spawn(&bad).unwrap_err().to_string();
+    assert!(
+        e.starts_with("create directory /dangling/sub: create mount point"),
+        "{e}"
+    );
+    assert!(!victim.path().join("nothere").exists());
+
+    let (st, out, err) = capture(spec);
+    assert!(st.success(), "{st} {out} {err}");
+    assert!(!out.contains("ROOT-WRITABLE"), "{out}");
+    assert!(out.contains("TMP-OK"), "{out}");
+    assert!(out.contains("inside"), "{out}");
+    // The mount point was created inside the root (at <root>/<victim path>), not on the host.
+    assert!(
+        !victim.path().join("inside").exists(),
+        "symlink escaped the root"
+    );
+    let inner = root
+        .path()
+        .join(victim.path().strip_prefix("/").unwrap())
+        .join("inside");
+    assert!(inner.is_dir(), "{}", inner.display());
+}
+
+#[test]
+fn spawn_in_joins_a_running_sandbox() {
+    if !have_busybox() {
+        return;
+    }
+    let mut spec = busybox_spec(&["sleep", "100"]);
+    spec.hostname = Some("outer".into());
+    spec.proc = Proc::Mount;
+    spec.mounts.push(Mount::Tmpfs {
+        dst: "/only-inside".into(),
+        size: None,
+        mode: 0o755,
+    });
+    let mut container = spawn(&spec).unwrap();
+
+    let mut exec = Spec::new([
+        "sh",
+        "-c",
+        "hostname; echo $$; ls -d /only-inside; ls /proc | grep -c '^[0-9]'",
+    ]);
+    exec.env = vec![("PATH".into(), "/bin".into())];
+    exec.cwd = "/only-inside".into();
+    exec.no_new_privs = true;
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    exec.stdout = Stdio::Fd(out_w);
+    let mut joined = spawn_in(
+        container.pid(),
+        &Namespaces {
+            cgroup: false,
+            ..Namespaces::all()
+        },
+        &exec,
+    )
+    .unwrap();
+    exec.stdout = Stdio::Inherit;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(out_r), &mut out).unwrap();
+    assert!(joined.wait().unwrap().success(), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "outer");
+    let pid: i32 = lines[1].parse().unwrap();
+    assert!(
+        pid > 1,
+        "joined process must be in the container's pid ns but not init: {out}"
+    );
+    assert_eq!(lines[2], "/only-inside");
+    assert!(lines[3].trim().parse::<u32>().unwrap() <= 5, "{out}");
+
+    container.kill(Signal::SIGKILL).unwrap();
+    assert_eq!(
+        container.wait().unwrap(),
+        ExitStatus::Signaled(libc::SIGKILL)
+    );
+    // The container is gone: joining fails with a clear error.
+    let e = spawn_in(container.pid(), &Namespaces::all(), &exec).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("/proc/{}/", container.pid())),
+        "{e}"
+    );
+}
+
+#[test]
+fn run_returns_exit_codes_and_signals() {
+    if !have_busybox() {
+        return;
+    }
+    let mut spec = busybox_spec(&["sh", "-c", "exit 7"]);
+    spec.stdout = Stdio::Null;
+    assert_eq!(run(&spec).unwrap(), ExitStatus::Exited(7));
+    let spec = busybox_spec(&["sh", "-c", "kill -TERM $$; sleep 1"]);
+    // PID 1 ignores signals it has no handler for; without a pid namespace the shell dies.
+    let mut spec2 = spec;
+    spec2.namespaces.pid = false;
+    assert_eq!(run(&spec2).unwrap(), ExitStatus::Signaled(libc::SIGTERM));
+}
+
+#[test]
+fn concurrent_spawns_from_a_busy_multithreaded_parent() {
+    if !have_busybox() {
+        return;
+    }
+    // One thread keeps the allocator busy while four others spawn: the child must never
+    // allocate or take a lock that another thread held at clone time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let churn = std::thread::spawn(move || {
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            let v: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+            std::hint::black_box(v);
+        }
+    });
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let mut spec = busybox_spec(&["sh", "-c", "exit $0", &i.to_string()]);
+                    spec.uid = 1000;
+                    spec.capabilities = Some(vec![]);
+                    spec.dev = true;
+                    spec.proc = Proc::Masked;
+                    assert_eq!(run(&spec).unwrap(), ExitStatus::Exited(i));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
+}
+
+#[test]
+fn preserve_fds_are_passed_at_3_and_others_closed() {
+    if !have_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a"), "first").unwrap();
+    std::fs::write(dir.path().join("b"), "second").unwrap();
+    let a = std::fs::File::open(dir.path().join("a")).unwrap();
+    let b = std::fs::File::open(dir.path().join("b")).unwrap();
+    // A descriptor the caller leaks without CLOEXEC must not reach the program.
+    let leaked = nix::fcntl::open(
+        &dir.path().join("a"),
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let (st, out, err) = sh(
+        "cat <&3; echo; cat <&4; echo; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+        |s| {
+            s.proc = Proc::Mount;
+            s.preserve_fds = vec![a.into(), b.into()];
+        },
+    );
+    drop(leaked);
+    assert!(st.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "first");
+    assert_eq!(lines[1], "second");
+    // 0-2, 3-4, and the fd ls itself uses to read the directory.
+    let fds: Vec<i32> = lines[2]
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert!(fds.len() <= 6 && fds[..5] == [0, 1, 2, 3, 4], "{out}");
+}
+
+#[test]
+fn pre_exec_can_stop_for_a_tracer_and_errors_are_reported() {
+    use nix::sys::ptrace;
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    if !have_busybox() {
+        return;
+    }
+    // The tracer's pattern: PTRACE_TRACEME + SIGSTOP in the child; spawn returns before it.
+    let mut spec = busybox_spec(&["sh", "-c", "exit 3"]);
+    spec.pre_exec = Some(Box::new(|| {
+        ptrace::traceme().map_err(std::io::Error::from)?;
+        nix::sys::signal::raise(Signal::SIGSTOP).map_err(std::io::Error::from)
+    }));
+    let mut child = spawn(&spec).unwrap();
+    let pid = child.pid();
+    assert_eq!(
+        waitpid(pid, None).unwrap(),
+        WaitStatus::Stopped(pid, Signal::SIGSTOP)
+    );
+    ptrace::setoptions(pid, ptrace::Options::PTRACE_O_TRACEEXEC).unwrap();
+    ptrace::cont(pid, None).unwrap();
+    // Next stop: the exec event.
+    match waitpid(pid, Some(WaitPidFlag::empty())).unwrap() {
+        WaitStatus::PtraceEvent(p, Signal::SIGTRAP, e) => {
+            assert_eq!(p, pid);
+            assert_eq!(e, ptrace::Event::PTRACE_EVENT_EXEC as i32);
+        }
+        other => panic!("expected the exec event, got {other:?}"),
+    }
+    child.exec_result().unwrap();
+    ptrace::detach(pid, None).unwrap();
+    assert_eq!(child.wait().unwrap(), ExitStatus::Exited(3));
+
+    // A failing hook surfaces as a setup error from wait().
+    let mut spec = busybox_spec(&["true"]);
+    spec.pre_exec = Some(Box::new(|| {
+        Err(std::io::Error::from_raw_os_error(libc::EPERM))
+    }));
+    let mut child = spawn(&spec).unwrap();
+    let e = child.wait().unwrap_err().to_string();
+    assert_eq!(e, "pre_exec hook: Operation not permitted (os error 1)");
+
+    // So does an exec failure after the hook, through exec_result().
+    let mut spec = busybox_spec(&["/missing"]);
+    spec.pre_exec = Some(Box::new(|| Ok(())));
+    let mut child = spawn(&spec).unwrap();
+    assert!(matches!(
+        child.exec_result(),
+        Err(SandboxError::Exec { .. })
+    ));
+    assert_eq!(child.wait().unwrap(), ExitStatus::Exited(127));
+}
