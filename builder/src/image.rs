@@ -61,6 +61,8 @@ pub struct ImageReport {
     pub sbom: PathBuf,
     /// Layer digests, bottom first.
     pub layers: Vec<String>,
+    /// Sizes and kept paths, when the manifest's probes pruned the image.
+    pub pruned: Option<crate::prune::PruneReport>,
 }
 
 /// The image's runtime configuration from the manifest.
@@ -196,26 +198,79 @@ pub fn assemble(inp: &ImageInputs<'_>) -> Result<ImageReport, BuildError> {
     };
     let compression = oci_compression(image.compression);
     let budget = image.layer_budget.unwrap_or(DEFAULT_LAYER_BUDGET);
+    let all_trees: Vec<PathBuf> = image
+        .packages
+        .iter()
+        .map(|p| {
+            inp.store.path(
+                &inp.plan
+                    .get(p)
+                    .expect("image package is planned")
+                    .store_name,
+            )
+        })
+        .collect();
+
+    // With probes, prune to what they touch (and prove the pruned image still runs them).
+    let probes = m.trace.as_ref().is_some_and(|t| !t.probes.is_empty());
+    let pruned = if probes {
+        let full = work.path().join("full");
+        merge_trees(&all_trees, &full)
+            .map_err(|e| image_err(name, format!("assemble the full root: {e}")))?;
+        Some(crate::prune::prune(
+            inp.manifest,
+            &full,
+            &work.path().join("minimal"),
+        )?)
+    } else {
+        None
+    };
+    // Kept paths of each package (all of it when not pruned).
+    let kept: Vec<Option<std::collections::BTreeSet<PathBuf>>> = (0..all_trees.len())
+        .map(|i| {
+            pruned
+                .as_ref()
+                .map(|r| crate::prune::paths_for_package(&r.set, &all_trees, i))
+        })
+        .collect();
+    let contributing: Vec<String> = image
+        .packages
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| kept[*i].as_ref().is_none_or(|k| !k.is_empty()))
+        .map(|(_, p)| p.clone())
+        .collect();
+
     let mut layers = Vec::new();
-    for (i, group) in layer_groups(&image.packages, budget).iter().enumerate() {
-        let trees: Vec<PathBuf> = group
+    for (i, group) in layer_groups(&contributing, budget).iter().enumerate() {
+        let indices: Vec<usize> = group
             .iter()
             .map(|p| {
-                inp.store.path(
-                    &inp.plan
-                        .get(p)
-                        .expect("image package is planned")
-                        .store_name,
-                )
+                image
+                    .packages
+                    .iter()
+                    .position(|q| q == p)
+                    .expect("image package")
             })
             .collect();
-        let source = if trees.len() == 1 {
-            LayerSource::Dir(trees[0].clone())
+        let trees: Vec<PathBuf> = indices.iter().map(|&j| all_trees[j].clone()).collect();
+        let root = if trees.len() == 1 {
+            trees[0].clone()
         } else {
             let merged = work.path().join(format!("merged-{i}"));
             merge_trees(&trees, &merged)
                 .map_err(|e| image_err(name, format!("merge layer {i}: {e}")))?;
-            LayerSource::Dir(merged)
+            merged
+        };
+        let source = match &pruned {
+            None => LayerSource::Dir(root),
+            Some(_) => LayerSource::Paths {
+                root,
+                paths: indices
+                    .iter()
+                    .flat_map(|&j| kept[j].clone().unwrap_or_default())
+                    .collect(),
+            },
         };
         let created_by = group
             .iter()
@@ -284,6 +339,7 @@ pub fn assemble(inp: &ImageInputs<'_>) -> Result<ImageReport, BuildError> {
             .iter()
             .map(|l| l.digest.as_str().to_string())
             .collect(),
+        pruned,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod image;
 pub mod plan;
 pub mod progress;
+pub mod prune;
 pub mod step;
 pub mod unpack;
 

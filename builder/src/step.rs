@@ -244,8 +244,7 @@ impl StepContext<'_> {
             stdout: Stdio::Fd(write),
             stderr: Stdio::Fd(write2),
             die_with_parent: true,
-            pre_exec: None,
-            wait_for_parent: false,
+            ..Spec::default()
         };
         let child = distill_sandbox::spawn(&spec);
         // The parent's copies of the write ends live in `spec`; drop them so EOF arrives.

@@ -10,8 +10,9 @@ use crate::seccomp::ChildSetup;
 use crate::TraceError;
 
 /// The sandbox spec [`crate::trace`] uses for a command with a root: the root read-only,
-/// new mount/pid/net/uts/ipc namespaces, `/dev`, `/proc`, a tmpfs `/tmp`. The builder can
-/// start from this and pass its own to [`crate::trace_spec`].
+/// new mount/pid/net/uts/ipc namespaces with loopback up (a probe may start a server and talk
+/// to it), `/dev`, `/proc`, a tmpfs `/tmp`. The builder can start from this and pass its own
+/// to [`crate::trace_spec`].
 pub fn default_spec(cmd: &TraceCommand, root: &Path) -> Spec {
     Spec {
         env: cmd.env.clone(),
@@ -29,6 +30,7 @@ pub fn default_spec(cmd: &TraceCommand, root: &Path) -> Spec {
         }],
         dev: true,
         proc: Proc::Mount,
+        loopback: true,
         ..Spec::new(cmd.argv.clone())
     }
 }
