@@ -226,7 +226,13 @@ pub(crate) struct Plan<'a> {
     program: String,
     pre_exec: Option<&'a (dyn Fn() -> io::Result<()> + Send + Sync)>,
     desc_pre_exec: u32,
+    seccomp: Option<&'a [libc::sock_filter]>,
+    desc_seccomp: u32,
     wait_for_parent: bool,
+    return_early: bool,
+    /// `unshare(CLONE_NEWCGROUP)` after release (desc).
+    cgroup_late: Option<u32>,
+    desc_dumpable: u32,
     report_wr: Cell<c_int>,
     release_rd: Cell<c_int>,
     /// The parent's ends of the two pipes: closed in the child.
@@ -544,7 +550,12 @@ impl<'a> Plan<'a> {
             program,
             pre_exec: spec.pre_exec.as_deref(),
             desc_pre_exec: 0,
+            seccomp: spec.seccomp.as_ref().map(|f| f.instructions()),
+            desc_seccomp: 0,
             wait_for_parent: spec.wait_for_parent,
+            return_early: spec.return_early,
+            cgroup_late: None,
+            desc_dumpable: 0,
             report_wr: Cell::new(-1),
             release_rd: Cell::new(-1),
             report_rd: -1,
@@ -562,6 +573,29 @@ impl<'a> Plan<'a> {
         plan.desc_stdio = plan.desc("set up stdin/stdout/stderr".into());
         plan.desc_pdeathsig = plan.desc("set parent-death signal".into());
         plan.desc_pre_exec = plan.desc("pre_exec hook".into());
+        plan.desc_seccomp = plan.desc(if spec.no_new_privs {
+            "install the seccomp filter".into()
+        } else {
+            "install the seccomp filter (without no_new_privs it needs CAP_SYS_ADMIN; set no_new_privs)".into()
+        });
+        plan.desc_dumpable = plan.desc("set PR_SET_DUMPABLE 0".into());
+        if spec.return_early && !spec.wait_for_parent {
+            return Err(invalid(
+                "return_early",
+                "is set without wait_for_parent; set wait_for_parent too",
+            ));
+        }
+        if let Some(f) = &spec.seccomp {
+            if f.instructions().is_empty() || f.instructions().len() > 4096 {
+                return Err(invalid(
+                    "seccomp",
+                    format!(
+                        "has {} instructions; a filter needs 1 to 4096",
+                        f.instructions().len()
+                    ),
+                ));
+            }
+        }
         for (i, &(res, soft, hard)) in spec.rlimits.iter().enumerate() {
             if soft > hard {
                 return Err(invalid(
@@ -656,7 +690,15 @@ impl<'a> Plan<'a> {
         if ns.ipc {
             flags |= libc::CLONE_NEWIPC;
         }
-        if ns.cgroup {
+        if spec.cgroup_ns_after_release {
+            if !ns.cgroup || !spec.wait_for_parent {
+                return Err(invalid(
+                    "cgroup_ns_after_release",
+                    "needs namespaces.cgroup and wait_for_parent; set both",
+                ));
+            }
+            self.cgroup_late = Some(self.desc("create the cgroup namespace".into()));
+        } else if ns.cgroup {
             flags |= libc::CLONE_NEWCGROUP;
         }
         self.clone_flags = flags;
@@ -953,9 +995,16 @@ impl<'a> Plan<'a> {
             status: None,
             report: None,
             release: release_wr,
+            ready_pending: false,
             program: std::mem::take(&mut self.program),
             descriptions: std::mem::take(&mut self.descriptions),
         };
+        if self.return_early {
+            // READY (or the setup error) is read by `release`.
+            child.report = Some(rep_rd);
+            child.ready_pending = true;
+            return Ok(child);
+        }
         child.read_report(rep_rd, true)?;
         if child.release.is_some() && child.report.is_none() && child.status.is_none() {
             // Expected READY but got EOF: the child died before it could wait.
@@ -1021,6 +1070,11 @@ impl Plan<'_> {
             sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong)
                 .map_err(setup(self.desc_pdeathsig, STAGE_NONE))?;
         }
+        if self.join.is_some() {
+            // CVE-2019-5736: we are a copy of the caller's binary until execve; keep the
+            // target's processes from opening us through /proc/<pid>/exe.
+            sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(setup(self.desc_dumpable, STAGE_NONE))?;
+        }
         unsafe { libc::umask(0) };
         if let Some(j) = &self.join {
             for (fd, flag, desc) in &j.ns {
@@ -1032,18 +1086,6 @@ impl Plan<'_> {
         } else {
             self.child_build_root()?;
         }
-        for (res, lim, desc) in &self.rlimits {
-            if unsafe { libc::setrlimit(*res as _, lim) } < 0 {
-                return Err(setup(*desc, STAGE_NONE)(sys::errno()));
-            }
-        }
-        sys::chdir(&self.cwd).map_err(setup(self.desc_cwd, STAGE_NONE))?;
-        self.child_ids()?;
-        if self.no_new_privs {
-            sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(setup(self.desc_nnp, STAGE_NONE))?;
-        }
-        unsafe { libc::umask(self.umask) };
-        self.child_fds()?;
         if self.wait_for_parent {
             sys::write_all(
                 self.report_wr.get(),
@@ -1062,6 +1104,27 @@ impl Plan<'_> {
                 _ => unsafe { libc::_exit(1) },
             }
             sys::close(self.release_rd.get());
+            self.release_rd.set(-1);
+        }
+        if let Some(desc) = self.cgroup_late {
+            if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
+                return Err(setup(desc, STAGE_NONE)(sys::errno()));
+            }
+        }
+        for (res, lim, desc) in &self.rlimits {
+            if unsafe { libc::setrlimit(*res as _, lim) } < 0 {
+                return Err(setup(*desc, STAGE_NONE)(sys::errno()));
+            }
+        }
+        sys::chdir(&self.cwd).map_err(setup(self.desc_cwd, STAGE_NONE))?;
+        self.child_ids()?;
+        if self.no_new_privs {
+            sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(setup(self.desc_nnp, STAGE_NONE))?;
+        }
+        unsafe { libc::umask(self.umask) };
+        self.child_fds()?;
+        if let Some(prog) = self.seccomp {
+            crate::seccomp::install(prog).map_err(setup(self.desc_seccomp, STAGE_NONE))?;
         }
         if let Some(f) = self.pre_exec {
             sys::write_all(
@@ -1304,15 +1367,29 @@ impl Plan<'_> {
         }
         let ids = setup(self.desc_ids, STAGE_NONE);
         // Raw system calls: glibc's set*id wrappers signal every thread of the parent (which
-        // do not exist in this copy) and wait for them on a futex forever.
+        // do not exist in this copy) and wait for them on a futex forever. Calls that would
+        // change nothing are skipped: inside `unshare -r` setgroups is refused.
         unsafe {
-            if libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) < 0 {
+            if !self.groups_in_effect().map_err(&ids)?
+                && libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) < 0
+            {
                 return Err(ids(sys::errno()));
             }
-            if libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) < 0 {
+            let (mut r, mut e, mut s) = (0, 0, 0);
+            if libc::syscall(libc::SYS_getresgid, &mut r, &mut e, &mut s) < 0 {
                 return Err(ids(sys::errno()));
             }
-            if libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) < 0 {
+            if (r, e, s) != (self.gid, self.gid, self.gid)
+                && libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) < 0
+            {
+                return Err(ids(sys::errno()));
+            }
+            if libc::syscall(libc::SYS_getresuid, &mut r, &mut e, &mut s) < 0 {
+                return Err(ids(sys::errno()));
+            }
+            if (r, e, s) != (self.uid, self.uid, self.uid)
+                && libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) < 0
+            {
                 return Err(ids(sys::errno()));
             }
         }
@@ -1335,6 +1412,25 @@ impl Plan<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Do the current supplementary groups grant exactly `self.groups` (ignoring `self.gid`,
+    /// which the process has as its group anyway)? No allocation: a fixed buffer.
+    fn groups_in_effect(&self) -> SysResult<bool> {
+        let mut cur = [0 as libc::gid_t; 256];
+        let n = unsafe { libc::syscall(libc::SYS_getgroups, cur.len() as c_int, cur.as_mut_ptr()) };
+        if n < 0 {
+            // EINVAL: more than 256 groups; just set them.
+            return match sys::errno() {
+                libc::EINVAL => Ok(false),
+                e => Err(e),
+            };
+        }
+        let cur = &cur[..n as usize];
+        let covers = |a: &[libc::gid_t], b: &[libc::gid_t]| {
+            a.iter().all(|g| *g == self.gid || b.contains(g))
+        };
+        Ok(covers(cur, &self.groups) && covers(&self.groups, cur))
     }
 
     /// stdio at 0..2, preserved fds at 3.., our pipes above them, everything else closed.

@@ -20,6 +20,7 @@
 
 mod caps;
 mod child;
+pub mod seccomp;
 mod sys;
 
 use std::ffi::OsString;
@@ -31,6 +32,7 @@ pub use caps::{cap, DOCKER_DEFAULT_CAPS};
 pub use nix::sys::resource::Resource;
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
+pub use seccomp::SeccompFilter;
 
 /// What the sandboxed process runs as and in. Build one with [`Spec::new`] and
 /// struct-update syntax (`Spec { uid: 1000, ..Spec::new(argv) }`) so new fields do not break you.
@@ -66,11 +68,14 @@ pub struct Spec {
     pub sys: bool,
     /// The umask of the process.
     pub umask: u32,
-    /// User id of the process.
+    /// User id of the process. When the real, effective and saved uids already equal it,
+    /// no `setresuid` call is made (so a spawn works inside `unshare -r`).
     pub uid: u32,
-    /// Group id of the process.
+    /// Group id of the process (skipped like `uid` when already in effect).
     pub gid: u32,
-    /// Supplementary groups (exactly these; empty clears them).
+    /// Supplementary groups (exactly these; empty clears them). `setgroups` is skipped when
+    /// the current list already grants the same groups, ignoring `gid` itself (e.g. `[0]`
+    /// with gid 0 is the same as `[]`): inside `unshare -r` setgroups is refused.
     pub groups: Vec<u32>,
     /// Set `PR_SET_NO_NEW_PRIVS`.
     pub no_new_privs: bool,
@@ -78,6 +83,10 @@ pub struct Spec {
     /// effective, permitted and inheritable sets and clear the ambient set. If `None`,
     /// capabilities are left as the kernel computes them for `uid`.
     pub capabilities: Option<Vec<u32>>,
+    /// A seccomp filter installed right before [`Spec::pre_exec`] and `execve` (after ids,
+    /// capabilities and no_new_privs). Without `no_new_privs` the kernel demands
+    /// CAP_SYS_ADMIN, which `capabilities` usually drops: set `no_new_privs` too.
+    pub seccomp: Option<SeccompFilter>,
     /// Resource limits as `(resource, soft, hard)`; use `libc::RLIM_INFINITY` for unlimited.
     pub rlimits: Vec<(Resource, u64, u64)>,
     /// Standard input.
@@ -93,7 +102,7 @@ pub struct Spec {
     /// (`PR_SET_PDEATHSIG`).
     pub die_with_parent: bool,
     /// Runs in the child as the very last step before `execve` (after `wait_for_parent`,
-    /// ids, capabilities, stdio). It must be async-signal-safe: no allocation, no locks, and
+    /// ids, capabilities, stdio, seccomp). It must be async-signal-safe: no allocation, no locks, and
     /// no glibc wrappers that coordinate threads (`setuid` & co.: use raw `syscall`). Only
     /// fds 0-2 and [`Spec::preserve_fds`] are open when it runs.
     /// `spawn` returns just before the hook runs (so the hook may stop the child for a
@@ -101,9 +110,19 @@ pub struct Spec {
     /// and [`Child::wait`].
     #[allow(clippy::type_complexity)]
     pub pre_exec: Option<Box<dyn Fn() -> io::Result<()> + Send + Sync>>,
-    /// The child blocks right before `pre_exec`/`execve` until [`Child::release`] is called,
-    /// e.g. to put its pid into a cgroup first.
+    /// The child blocks until [`Child::release`] is called, e.g. to put its pid into a cgroup
+    /// first. It waits once its world is complete (new root and mounts made, or namespaces
+    /// joined) and before rlimits, cwd, ids, capabilities, no_new_privs, stdio, seccomp,
+    /// `pre_exec` and `execve`; errors of those steps are returned by `release`.
     pub wait_for_parent: bool,
+    /// With `wait_for_parent`: [`spawn`] returns right after `clone`, so the caller's work
+    /// before [`Child::release`] (a cgroup move costs an RCU grace period) overlaps the
+    /// child's mounts. Setup errors are then reported by `release` instead of `spawn`.
+    pub return_early: bool,
+    /// Create the cgroup namespace (`namespaces.cgroup`) after [`Child::release`] instead of
+    /// at `clone`, so the process sees the cgroup the parent moved it into as `/`. Needs
+    /// `wait_for_parent`; ignored by [`spawn_in`] (which joins the target's namespace).
+    pub cgroup_ns_after_release: bool,
 }
 
 impl Spec {
@@ -142,6 +161,7 @@ impl Default for Spec {
             groups: Vec::new(),
             no_new_privs: false,
             capabilities: None,
+            seccomp: None,
             rlimits: Vec::new(),
             stdin: Stdio::Inherit,
             stdout: Stdio::Inherit,
@@ -150,6 +170,8 @@ impl Default for Spec {
             die_with_parent: false,
             pre_exec: None,
             wait_for_parent: false,
+            return_early: false,
+            cgroup_ns_after_release: false,
         }
     }
 }
@@ -175,6 +197,7 @@ impl std::fmt::Debug for Spec {
             .field("groups", &self.groups)
             .field("no_new_privs", &self.no_new_privs)
             .field("capabilities", &self.capabilities)
+            .field("seccomp", &self.seccomp)
             .field("rlimits", &self.rlimits)
             .field("stdin", &self.stdin)
             .field("stdout", &self.stdout)
@@ -183,6 +206,8 @@ impl std::fmt::Debug for Spec {
             .field("die_with_parent", &self.die_with_parent)
             .field("pre_exec", &self.pre_exec.is_some())
             .field("wait_for_parent", &self.wait_for_parent)
+            .field("return_early", &self.return_early)
+            .field("cgroup_ns_after_release", &self.cgroup_ns_after_release)
             .finish()
     }
 }
@@ -419,6 +444,8 @@ pub struct Child {
     report: Option<OwnedFd>,
     // Release pipe (write end).
     release: Option<OwnedFd>,
+    // Spawned with `return_early`: the READY report is still to be read.
+    ready_pending: bool,
     program: String,
     descriptions: Vec<String>,
 }
@@ -437,6 +464,33 @@ impl Child {
     /// Let a child spawned with [`Spec::wait_for_parent`] continue to `pre_exec` and
     /// `execve`; returns once it has exec'd, or the error that prevented it. No-op otherwise.
     pub fn release(&mut self) -> Result<(), SandboxError> {
+        if self.release.is_none() {
+            return Ok(());
+        }
+        if std::mem::take(&mut self.ready_pending) {
+            // Wait for the end of the setup first: writing to a child that already failed
+            // would raise SIGPIPE.
+            if let Some(report) = self.report.take() {
+                match child::read_report(report.as_raw_fd()) {
+                    Err(errno) => {
+                        return Err(SandboxError::os("read sandbox report pipe", errno));
+                    }
+                    Ok(Some(r)) if r.step == child::STEP_READY => self.report = Some(report),
+                    Ok(Some(r)) => return Err(self.failed(&r)),
+                    Ok(None) => {
+                        self.release = None;
+                        let status = child::waitpid(self.pid.as_raw(), 0)
+                            .map_err(|e| SandboxError::os(format!("waitpid {}", self.pid), e))?
+                            .unwrap_or(ExitStatus::Exited(-1));
+                        self.status = Some(status);
+                        return Err(SandboxError::ChildDied {
+                            pid: self.pid.as_raw(),
+                            status,
+                        });
+                    }
+                }
+            }
+        }
         let Some(release) = self.release.take() else {
             return Ok(());
         };
@@ -524,19 +578,25 @@ impl Child {
             }
             Ok(Some(r)) => {
                 drop(report);
-                self.release = None;
-                // The child exits right after reporting; reap it.
-                let status = child::waitpid(self.pid.as_raw(), 0).ok().flatten();
-                self.status = status;
-                Err(child::describe(&r, &self.program, &self.descriptions))
+                Err(self.failed(&r))
             }
         }
+    }
+
+    /// The child reported `r` and exits: reap it and describe the failure.
+    fn failed(&mut self, r: &child::Report) -> SandboxError {
+        self.release = None;
+        self.ready_pending = false;
+        let status = child::waitpid(self.pid.as_raw(), 0).ok().flatten();
+        self.status = status;
+        child::describe(r, &self.program, &self.descriptions)
     }
 }
 
 /// Create the sandboxed process described by `spec`. Returns once it has exec'd its program
-/// (or, with [`Spec::wait_for_parent`], once it is waiting for [`Child::release`]; or, with
-/// [`Spec::pre_exec`], once it is about to run the hook: see [`Child::exec_result`]).
+/// (or, with [`Spec::wait_for_parent`], once it is waiting for [`Child::release`], or right
+/// after `clone` with [`Spec::return_early`]; or, with [`Spec::pre_exec`], once it is about
+/// to run the hook: see [`Child::exec_result`]).
 pub fn spawn(spec: &Spec) -> Result<Child, SandboxError> {
     let plan = child::Plan::new(spec, None)?;
     plan.spawn()
@@ -550,11 +610,17 @@ pub fn run(spec: &Spec) -> Result<ExitStatus, SandboxError> {
 /// Start a process inside the namespaces of the running process `target` (`exec` into a
 /// container): join each namespace selected in `join` (a new process is created in the
 /// target's pid namespace), chroot into the target's root directory, then apply `spec`'s
-/// cwd, env, rlimits, uid/gid/groups, capabilities, no_new_privs, umask, stdio, `pre_exec`
-/// and `wait_for_parent` exactly as [`spawn`] does. `spec`'s `root`, `readonly_root`,
-/// `mounts`, `namespaces`, `hostname`, `loopback`, `dev`, `proc` and `sys` are ignored (they
-/// describe a new world; this joins an existing one). Put the new process into the target's
-/// cgroup with `wait_for_parent` + [`Child::release`].
+/// cwd, env, rlimits, uid/gid/groups, capabilities, no_new_privs, umask, stdio, seccomp,
+/// `pre_exec`, `wait_for_parent` and `return_early` exactly as [`spawn`] does. `spec`'s
+/// `root`, `readonly_root`, `mounts`, `namespaces`, `hostname`, `loopback`, `dev`, `proc`,
+/// `sys` and `cgroup_ns_after_release` are ignored (they describe a new world; this joins an
+/// existing one). Put the new process into the target's cgroup with `wait_for_parent` +
+/// [`Child::release`].
+///
+/// CVE-2019-5736: the new process is a copy of the calling binary until it execs. Its first
+/// step, before joining anything, is `PR_SET_DUMPABLE 0`, so processes of the target cannot
+/// open it (or its `/proc/<pid>/exe`, the caller's binary) while it joins; `execve` of the
+/// target's program makes it dumpable again.
 pub fn spawn_in(target: Pid, join: &Namespaces, spec: &Spec) -> Result<Child, SandboxError> {
     let plan = child::Plan::new(spec, Some((target, *join)))?;
     plan.spawn()

@@ -661,3 +661,278 @@ fn pre_exec_can_stop_for_a_tracer_and_errors_are_reported() {
     ));
     assert_eq!(child.wait().unwrap(), ExitStatus::Exited(127));
 }
+
+/// A cgroup (v1 `pids` or v2) this test may create and move processes into.
+fn test_cgroup(tag: &str) -> Option<(std::path::PathBuf, &'static str)> {
+    for (base, key) in [
+        ("/sys/fs/cgroup/pids", ":pids:"),
+        ("/sys/fs/cgroup/unified", "0::"),
+        ("/sys/fs/cgroup", "0::"),
+    ] {
+        if std::path::Path::new(base).join("cgroup.procs").exists() {
+            let dir = std::path::Path::new(base)
+                .join(format!("distill-sandbox-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).ok()?;
+            return Some((dir, key));
+        }
+    }
+    eprintln!("skipping: no writable cgroup hierarchy");
+    None
+}
+
+/// Spawn `cat /proc/self/cgroup` with a cgroup namespace, move it into a fresh cgroup while it
+/// waits, and return the line of that hierarchy.
+fn cgroup_line_seen_inside(late: bool) -> String {
+    let (cg, key) = test_cgroup(if late { "late" } else { "early" }).unwrap();
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut spec = busybox_spec(&["cat", "/proc/self/cgroup"]);
+    spec.proc = Proc::Mount;
+    spec.namespaces.cgroup = true;
+    spec.wait_for_parent = true;
+    spec.return_early = true;
+    spec.cgroup_ns_after_release = late;
+    spec.stdout = Stdio::Fd(out_w);
+    let mut child = spawn(&spec).unwrap();
+    spec.stdout = Stdio::Inherit;
+    std::fs::write(cg.join("cgroup.procs"), child.pid().to_string()).unwrap();
+    child.release().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(out_r), &mut out).unwrap();
+    assert!(child.wait().unwrap().success(), "{out}");
+    let _ = std::fs::remove_dir(&cg);
+    out.lines()
+        .find(|l| l.contains(key))
+        .unwrap_or_else(|| panic!("no {key} line in {out}"))
+        .to_string()
+}
+
+#[test]
+fn cgroup_namespace_after_release_shows_own_cgroup_as_root() {
+    if !have_busybox() {
+        return;
+    }
+    if test_cgroup("probe")
+        .map(|(d, _)| std::fs::remove_dir(d))
+        .is_none()
+    {
+        return;
+    }
+    let late = cgroup_line_seen_inside(true);
+    assert!(late.ends_with(":/"), "{late}");
+    // Control: a namespace made at clone sees the move as leaving its root.
+    let early = cgroup_line_seen_inside(false);
+    assert!(early.contains("distill-sandbox-early"), "{early}");
+
+    // The option needs a cgroup namespace and wait_for_parent.
+    let mut spec = busybox_spec(&["true"]);
+    spec.cgroup_ns_after_release = true;
+    let e = spawn(&spec).unwrap_err();
+    assert!(e.to_string().contains("cgroup_ns_after_release"), "{e}");
+}
+
+#[test]
+fn return_early_reports_setup_errors_from_release() {
+    if !have_busybox() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("file"), "x").unwrap();
+    let mut spec = busybox_spec(&["true"]);
+    spec.root = Root::Dir(root.path().into());
+    spec.mounts.push(Mount::Tmpfs {
+        dst: "/file/below".into(),
+        size: None,
+        mode: 0o755,
+    });
+    spec.wait_for_parent = true;
+    spec.return_early = true;
+    let mut child = spawn(&spec).expect("return_early: spawn returns before the mounts");
+    let e = child.release().unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("mount tmpfs at /file/below: create mount point"),
+        "{e}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_some(),
+        "failed child was not reaped"
+    );
+
+    // Success path: the program runs after release.
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = busybox_spec(&["sh", "-c", "echo ran > /out/x"]);
+    spec.mounts.push(Mount::Bind {
+        src: dir.path().into(),
+        dst: "/out".into(),
+        readonly: false,
+        recursive: false,
+    });
+    spec.wait_for_parent = true;
+    spec.return_early = true;
+    let mut child = spawn(&spec).unwrap();
+    assert!(child.is_waiting());
+    child.release().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("x")).unwrap(),
+        "ran\n"
+    );
+
+    let mut spec = busybox_spec(&["true"]);
+    spec.return_early = true;
+    assert!(spawn(&spec)
+        .unwrap_err()
+        .to_string()
+        .contains("return_early"));
+}
+
+#[test]
+fn seccomp_filter_refuses_namespaces_and_mounts() {
+    if !have_busybox() {
+        return;
+    }
+    let script = "grep Seccomp: /proc/self/status; \
+                  unshare -m true 2>/dev/null && echo UNSHARED; \
+                  mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED; echo done";
+    let (st, out, err) = sh(script, |s| {
+        s.proc = Proc::Mount;
+        s.mounts.push(Mount::Symlink {
+            target: "busybox".into(),
+            dst: "/bin/unshare".into(),
+        });
+        s.mounts.push(Mount::Symlink {
+            target: "busybox".into(),
+            dst: "/bin/mount".into(),
+        });
+        s.mounts.push(Mount::Dir {
+            dst: "/tmp".into(),
+            mode: 0o1777,
+        });
+        s.no_new_privs = true;
+        s.seccomp = Some(distill_sandbox::SeccompFilter::docker_default());
+    });
+    assert!(st.success(), "{st} {err}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(
+        !out.contains("UNSHARED") && !out.contains("MOUNTED"),
+        "{out}"
+    );
+    assert!(out.contains("done"), "{out}");
+
+    // Without no_new_privs and without CAP_SYS_ADMIN the kernel refuses: a clear error.
+    let mut spec = busybox_spec(&["true"]);
+    spec.capabilities = Some(DOCKER_DEFAULT_CAPS.to_vec());
+    spec.seccomp = Some(distill_sandbox::SeccompFilter::docker_default());
+    let e = run(&spec).unwrap_err().to_string();
+    assert!(e.contains("seccomp") && e.contains("no_new_privs"), "{e}");
+}
+
+/// CVE-2019-5736: while a joined process is still a copy of the caller's binary (here: held in
+/// its `pre_exec` hook, after it dropped to the container's capabilities), processes of the
+/// container cannot open it through /proc/<pid>/exe.
+#[test]
+fn spawn_in_child_is_not_dumpable() {
+    if !have_busybox() {
+        return;
+    }
+    let shared = tempfile::tempdir().unwrap();
+    let script = "while [ ! -e /shared/go ]; do sleep 0.05; done; \
+                  for p in /proc/[0-9]*; do \
+                    t=$(readlink $p/exe 2>/dev/null); \
+                    case \"$t\" in /bin/busybox|'') ;; *) echo SAW $p $t; cat $p/exe >/dev/null 2>&1 && echo OPENED $p $t;; esac; \
+                    echo seen $p; \
+                  done > /shared/out; touch /shared/done; sleep 100";
+    let mut spec = busybox_spec(&["sh", "-c", script]);
+    spec.proc = Proc::Mount;
+    spec.capabilities = Some(DOCKER_DEFAULT_CAPS.to_vec());
+    spec.mounts.push(Mount::Bind {
+        src: shared.path().into(),
+        dst: "/shared".into(),
+        readonly: false,
+        recursive: false,
+    });
+    spec.dev = true;
+    let mut container = spawn(&spec).unwrap();
+    let mut exec = busybox_spec(&["true"]);
+    exec.capabilities = Some(DOCKER_DEFAULT_CAPS.to_vec());
+    // Hold the joined process, already at the container's capabilities, until the scan ends.
+    exec.pre_exec = Some(Box::new(|| {
+        while unsafe { libc::access(c"/shared/done".as_ptr(), libc::F_OK) } != 0 {
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 20_000_000,
+            };
+            unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+        }
+        Ok(())
+    }));
+    let mut joined = spawn_in(container.pid(), &Namespaces::all(), &exec).unwrap();
+    std::fs::write(shared.path().join("go"), "").unwrap();
+    joined.exec_result().unwrap();
+    let st = joined.wait().unwrap();
+    assert!(st.success(), "{st}");
+    container.kill(Signal::SIGKILL).unwrap();
+    container.wait().unwrap();
+    let out = std::fs::read_to_string(shared.path().join("out")).unwrap();
+    assert!(
+        out.lines().filter(|l| l.starts_with("seen")).count() >= 2,
+        "{out}"
+    );
+    assert!(!out.contains("OPENED") && !out.contains("SAW"), "{out}");
+}
+
+/// reprotest's domain_host variation runs builds inside `unshare -r`, where setgroups is
+/// refused: a spawn as the current ids must still work. The test re-runs itself that way.
+#[test]
+fn spawn_works_inside_unshare_r() {
+    if !have_busybox() {
+        return;
+    }
+    if std::env::var_os("DISTILL_SANDBOX_INNER").is_some() {
+        let (st, out, err) = sh(
+            "id -u; id -g; hostname; echo ok > /tmp/x && cat /tmp/x",
+            |s| {
+                s.hostname = Some("inner".into());
+                s.proc = Proc::Mount;
+                s.dev = true;
+                s.mounts.push(Mount::Tmpfs {
+                    dst: "/tmp".into(),
+                    size: None,
+                    mode: 0o1777,
+                });
+                s.capabilities = Some(DOCKER_DEFAULT_CAPS.to_vec());
+                s.no_new_privs = true;
+            },
+        );
+        assert!(st.success(), "{st} {err}");
+        assert_eq!(out, "0\n0\ninner\nok\n");
+        println!("INNER-OK");
+        return;
+    }
+    if std::process::Command::new("unshare")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: unshare (util-linux) missing");
+        return;
+    }
+    let out = std::process::Command::new("unshare")
+        .arg("-r")
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "spawn_works_inside_unshare_r",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("DISTILL_SANDBOX_INNER", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("INNER-OK"), "{text}");
+}
