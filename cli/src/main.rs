@@ -2,7 +2,9 @@
 //! and run them. One binary, docker-style subcommands. Exit codes: 0 success, 1 failure,
 //! 2 refused input (bad usage, a manifest or signature that is refused).
 
+mod container_cmd;
 mod image_cmd;
+mod logs_cmd;
 mod store_cmd;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,14 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Directory holding container state and the log daemon's sockets.
+    #[arg(
+        long,
+        global = true,
+        env = "DISTILL_STATE",
+        default_value = "/run/distill"
+    )]
+    state: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,6 +99,64 @@ enum Command {
     /// Write pinned source entries for the manifest.
     #[command(subcommand)]
     Pin(PinCommand),
+    /// Run a command in a new container (daemonless; -d to detach).
+    Run(container_cmd::RunArgs),
+    /// Run a command in a running container (all its namespaces and its cgroup).
+    Exec(container_cmd::ExecArgs),
+    /// List containers (running ones; -a for all).
+    Ps {
+        /// Show exited containers too.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// `json` or `table`.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show a container's committed state as JSON.
+    Inspect {
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait {
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop containers: the stop signal, a grace period, then SIGKILL.
+    Stop {
+        /// Seconds to wait before SIGKILL (default: the container's --stop-timeout).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to containers.
+    Kill {
+        /// The signal (name or number).
+        #[arg(short = 's', long = "signal", default_value = "KILL")]
+        signal: String,
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill running ones first.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Change the resource limits of a running container.
+    Update(container_cmd::UpdateArgs),
+    /// Run the log daemon (in the foreground; `run -d` starts it on first use).
+    Logd(logs_cmd::LogdArgs),
+    /// Show a container's output (or, with --all, every container's lines and events).
+    Logs(logs_cmd::LogsArgs),
 }
 
 #[derive(Subcommand)]
@@ -180,6 +248,9 @@ fn main() -> ExitCode {
     if let Ok(abs) = std::path::absolute(&cli.root) {
         cli.root = abs;
     }
+    if let Ok(abs) = std::path::absolute(&cli.state) {
+        cli.state = abs;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -242,6 +313,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Images => image_cmd::list(&cli.root, cli.json),
         Command::Rmi { images } => image_cmd::remove(&cli.root, &images),
         Command::Image(cmd) => image_cmd::run(&cli.root, cli.json, cmd),
+        Command::Run(args) => container_cmd::run(&cli.root, &cli.state, cli.json, args),
+        Command::Exec(args) => container_cmd::exec(&cli.state, args),
+        Command::Ps { all, format } => {
+            container_cmd::ps(&cli.state, cli.json, all, format.as_deref())
+        }
+        Command::Inspect { names } => container_cmd::inspect(&cli.state, &names),
+        Command::Wait { names } => container_cmd::wait(&cli.state, &names),
+        Command::Stop { time, names } => container_cmd::stop(&cli.state, time, &names),
+        Command::Kill { signal, names } => container_cmd::kill(&cli.state, &signal, &names),
+        Command::Rm { force, names } => container_cmd::rm(&cli.state, force, &names),
+        Command::Update(args) => container_cmd::update(&cli.state, cli.json, args),
+        Command::Logd(args) => logs_cmd::logd(&cli.state, args),
+        Command::Logs(args) => logs_cmd::logs(&cli.state, cli.json, args),
         Command::Pin(PinCommand::Deb { names, with_deps }) => {
             let pins = distill_manifest::pin::pin_debs(&names, with_deps).map_err(refused)?;
             if cli.json {

@@ -13,20 +13,28 @@
 //!   the same capabilities, no_new_privs and seccomp filter.
 //!
 //! The container's root is a read-only bind of the unpacked image directory (see
-//! [`container`] for the details); stdout/stderr of detached containers go to
-//! `stdout.log`/`stderr.log` in the state directory, chosen in one place
-//! ([`Runtime::log_sink`]) so the memlogd sink can replace it.
+//! [`container`] for the details). Where stdout/stderr of a detached container go is decided
+//! in one place, [`Runtime::log_sink`]: with a log daemon configured ([`Runtime::with_logd`])
+//! the read ends of two pipes are handed to memlogd (started on first use, race-free) before
+//! the container execs, so no byte is lost; without one, or when the daemon cannot be
+//! reached, they go to `stdout.log`/`stderr.log` in the container's state directory (with one
+//! warning line on stderr). Lifecycle events (`created`, `started`, `oom-killed`,
+//! `exited code=N` / `exited signal=NAME`) go to the daemon as `<name>.event`.
+//! Foreground containers stream to the caller's terminal only; their events still reach a
+//! daemon that is already running (it is not started for them).
 
 pub mod cgroup;
 pub mod container;
-pub mod seccomp;
 pub mod state;
 
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -168,6 +176,8 @@ impl Volume {
 pub struct ContainerConfig {
     /// Unique name (`[A-Za-z0-9_.-]`, see [`state::validate_name`]).
     pub name: String,
+    /// The image it was started from (name or digest, for display by `ps`/`inspect`).
+    pub image: String,
     /// The unpacked image directory (mounted read-only as `/`).
     pub rootfs: PathBuf,
     /// Command and arguments (resolved through `PATH` when without a slash).
@@ -204,6 +214,7 @@ impl Default for ContainerConfig {
     fn default() -> Self {
         ContainerConfig {
             name: String::new(),
+            image: String::new(),
             rootfs: PathBuf::new(),
             argv: Vec::new(),
             env: Vec::new(),
@@ -400,6 +411,109 @@ pub struct Runtime {
     pub state: StateRoot,
     /// The cgroup hierarchy.
     pub cgroups: Hierarchy,
+    /// The log daemon detached containers' output goes to (`None`: files in the state dir).
+    pub logd: Option<Logd>,
+}
+
+/// Name of the log daemon's directory inside the state root. It starts with a `.`, which no
+/// container name may, so it never collides with a container and `ps` skips it.
+pub const LOGD_DIR: &str = ".logd";
+
+/// The log daemon's state directory (sockets, locks) for the state root `state_root`.
+pub fn logd_dir(state_root: &Path) -> PathBuf {
+    state_root.join(LOGD_DIR)
+}
+
+/// How the runtime reaches (and, on first use, starts) the log daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logd {
+    /// The daemon's state directory (`<state>/.logd`).
+    pub dir: PathBuf,
+    /// A command (program and arguments) that runs the daemon for `dir` in the foreground,
+    /// e.g. `distill --state <state> logd`. It is started detached (own session, stdin and
+    /// stdout on /dev/null, stderr appended to `<dir>/logd.err`).
+    pub command: Vec<OsString>,
+}
+
+impl Logd {
+    /// Makes sure the daemon runs, starting `command` if none is running or starting
+    /// (race-free, see [`distill_memlogd::ensure_running`]). Returns whether it started one.
+    pub fn ensure_running(&self) -> std::result::Result<bool, distill_memlogd::Error> {
+        distill_memlogd::ensure_running(&self.dir, || self.spawn())
+    }
+
+    fn spawn(&self) -> io::Result<()> {
+        let (prog, args) = self
+            .command
+            .split_first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty logd command"))?;
+        let err = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(self.dir.join("logd.err"))?;
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(err));
+        // SAFETY: setsid is async-signal-safe; it detaches the daemon from the caller's
+        // session and terminal so it outlives the command that started it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        // Reap it should it exit while this process still runs.
+        let _ = std::thread::Builder::new()
+            .name("logd-reaper".into())
+            .spawn(move || child.wait());
+        Ok(())
+    }
+
+    /// Sends a lifecycle event of container `name` (best effort).
+    fn event(&self, name: &str, text: &str) -> bool {
+        distill_memlogd::send_event(&self.dir, &format!("{name}.event"), text).is_ok()
+    }
+}
+
+/// Where a detached container's output goes (see [`Runtime::log_sink`]).
+#[derive(Debug)]
+pub struct LogSink {
+    /// The container's stdout.
+    pub stdout: OwnedFd,
+    /// The container's stderr.
+    pub stderr: OwnedFd,
+    /// True when the read ends went to the log daemon; false for the fallback files.
+    pub logd: bool,
+}
+
+/// The name of a signal for events (`KILL`, `TERM`, ...; the number if unknown).
+pub fn signal_name(sig: i32) -> String {
+    let n = match sig {
+        libc::SIGHUP => "HUP",
+        libc::SIGINT => "INT",
+        libc::SIGQUIT => "QUIT",
+        libc::SIGILL => "ILL",
+        libc::SIGTRAP => "TRAP",
+        libc::SIGABRT => "ABRT",
+        libc::SIGBUS => "BUS",
+        libc::SIGFPE => "FPE",
+        libc::SIGKILL => "KILL",
+        libc::SIGUSR1 => "USR1",
+        libc::SIGSEGV => "SEGV",
+        libc::SIGUSR2 => "USR2",
+        libc::SIGPIPE => "PIPE",
+        libc::SIGALRM => "ALRM",
+        libc::SIGTERM => "TERM",
+        libc::SIGXCPU => "XCPU",
+        libc::SIGXFSZ => "XFSZ",
+        libc::SIGSYS => "SYS",
+        _ => return sig.to_string(),
+    };
+    n.to_string()
 }
 
 /// What the monitor tells `run`.
@@ -408,26 +522,25 @@ enum MonitorMsg {
     Failed(String),
 }
 
-/// Arguments handed to the cloned child.
-struct CloneArgs<'a> {
-    prepared: &'a container::Prepared,
-    sync_fd: RawFd,
-    err_fd: RawFd,
-    stdio: [RawFd; 3],
-}
-
-extern "C" fn clone_entry(arg: *mut libc::c_void) -> libc::c_int {
-    let a = unsafe { &*(arg as *const CloneArgs) };
-    container::container_init(a.prepared, a.sync_fd, a.err_fd, a.stdio)
-}
-
 impl Runtime {
     /// Opens the state root at `state_dir` and detects cgroups.
     pub fn new(state_dir: impl Into<PathBuf>) -> Result<Self> {
         Ok(Runtime {
             state: StateRoot::open(state_dir)?,
             cgroups: Hierarchy::detect()?,
+            logd: None,
         })
+    }
+
+    /// Sends detached containers' output to the log daemon of this state root
+    /// (`<state>/.logd`), started on first use with `command` (program and arguments that run
+    /// the daemon in the foreground for that directory, e.g. `distill --state S logd`).
+    pub fn with_logd(mut self, command: Vec<OsString>) -> Self {
+        self.logd = Some(Logd {
+            dir: logd_dir(self.state.path()),
+            command,
+        });
+        self
     }
 
     /// The container's cgroup.
@@ -435,10 +548,51 @@ impl Runtime {
         self.cgroups.cgroup(name)
     }
 
-    /// The one place that decides where a detached container's stdout/stderr go: today
-    /// `stdout.log`/`stderr.log` (append) in its state directory. The memlogd client
-    /// replaces this by handing pipe ends to the daemon over SCM_RIGHTS.
-    pub fn log_sink(&self, name: &str) -> Result<(OwnedFd, OwnedFd)> {
+    /// The one place that decides where a detached container's stdout/stderr go. With a log
+    /// daemon ([`Runtime::with_logd`]): it is started if needed, the read ends of two pipes
+    /// are handed to it as `<name>.stdout` / `<name>.stderr` (before the container exists, so
+    /// no byte is lost) and the write ends are returned. Without one, or if the daemon cannot
+    /// be reached (one warning line on stderr): `stdout.log`/`stderr.log` (append) in the
+    /// container's state directory.
+    pub fn log_sink(&self, name: &str) -> Result<LogSink> {
+        if let Some(logd) = &self.logd {
+            match self.logd_sink(logd, name) {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    let dir = self.state.dir(name);
+                    eprintln!(
+                        "distill: warning: log daemon unavailable ({e}); logs of {name} go to {} and {}",
+                        dir.join("stdout.log").display(),
+                        dir.join("stderr.log").display()
+                    );
+                }
+            }
+        }
+        let (stdout, stderr) = self.file_sink(name)?;
+        Ok(LogSink {
+            stdout,
+            stderr,
+            logd: false,
+        })
+    }
+
+    fn logd_sink(&self, logd: &Logd, name: &str) -> std::result::Result<LogSink, String> {
+        logd.ensure_running().map_err(|e| e.to_string())?;
+        let (or, ow) = pipe().map_err(|e| e.to_string())?;
+        let (er, ew) = pipe().map_err(|e| e.to_string())?;
+        for (r, stream) in [(&or, "stdout"), (&er, "stderr")] {
+            distill_memlogd::send_fd(&logd.dir, &format!("{name}.{stream}"), r.as_fd())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(LogSink {
+            stdout: ow,
+            stderr: ew,
+            logd: true,
+        })
+    }
+
+    /// `stdout.log`/`stderr.log` in the container's state directory.
+    fn file_sink(&self, name: &str) -> Result<(OwnedFd, OwnedFd)> {
         let dir = self.state.dir(name);
         let open = |f: &str| -> Result<OwnedFd> {
             let p = dir.join(f);
@@ -458,16 +612,32 @@ impl Runtime {
     /// Output goes to the log sink.
     pub fn run_detached(&self, cfg: &ContainerConfig) -> Result<State> {
         self.claim(cfg)?;
-        let (out, err) = match self.log_sink(&cfg.name) {
+        let sink = match self.log_sink(&cfg.name) {
             Ok(x) => x,
             Err(e) => {
                 self.discard(&cfg.name);
                 return Err(e);
             }
         };
-        let (status, _) = self.start(cfg, out, err)?;
+        let events = match (&self.logd, sink.logd) {
+            (Some(l), true) => {
+                l.event(&cfg.name, "created");
+                Some(l)
+            }
+            _ => None,
+        };
+        let (status, _) = self.start(cfg, sink.stdout, sink.stderr, events)?;
         drop(status);
-        Ok(self.state.inspect(&cfg.name)?)
+        match self.state.inspect(&cfg.name) {
+            Ok(s) => Ok(s),
+            // `--rm` and already gone: report what it was.
+            Err(StateError::NotFound(_)) if cfg.auto_remove => {
+                let mut s = State::new(cfg.clone());
+                s.status = Status::Exited;
+                Ok(s)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Runs a container in the foreground: streams its output and returns its exit code
@@ -481,16 +651,18 @@ impl Runtime {
             }
             Ok(unsafe { OwnedFd::from_raw_fd(n) })
         };
+        // Events reach a daemon that already runs; none is started for a foreground run.
+        let events = self.logd.as_ref().filter(|l| l.event(&cfg.name, "created"));
         let code = match output {
             Output::Inherit => {
                 let (o, e) = (dup(1)?, dup(2)?);
-                let (status, _) = self.start(cfg, o, e)?;
+                let (status, _) = self.start(cfg, o, e, events)?;
                 read_exit(status)
             }
             Output::Stream { stdout, stderr } => {
                 let (or, ow) = pipe()?;
                 let (er, ew) = pipe()?;
-                let (status, _) = self.start(cfg, ow, ew)?;
+                let (status, _) = self.start(cfg, ow, ew, events)?;
                 pump(or, er, stdout, stderr);
                 read_exit(status)
             }
@@ -551,12 +723,13 @@ impl Runtime {
         cfg: &ContainerConfig,
         out: OwnedFd,
         err: OwnedFd,
+        events: Option<&Logd>,
     ) -> Result<(BufReader<File>, i32)> {
         let fail = |e: RuntimeError| {
             self.discard(&cfg.name);
             e
         };
-        let prepared = container::Prepared::new(cfg).map_err(fail)?;
+        let mut prepared = container::Prepared::new(cfg).map_err(fail)?;
         let devnull = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_CLOEXEC)
@@ -579,9 +752,10 @@ impl Runtime {
             drop(status_r);
             self.monitor_main(
                 cfg,
-                &prepared,
+                &mut prepared,
                 [devnull.into_raw_fd(), out.into_raw_fd(), err.into_raw_fd()],
                 status_w.into_raw_fd(),
+                events,
             );
         }
         drop(status_w);
@@ -632,10 +806,16 @@ impl Runtime {
     fn monitor_main(
         &self,
         cfg: &ContainerConfig,
-        prepared: &container::Prepared,
+        prepared: &mut container::Prepared,
         stdio: [RawFd; 3],
         status_fd: RawFd,
+        events: Option<&Logd>,
     ) -> ! {
+        let event = |text: &str| {
+            if let Some(l) = events {
+                l.event(&cfg.name, text);
+            }
+        };
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
             libc::signal(libc::SIGCHLD, libc::SIG_DFL);
@@ -681,52 +861,26 @@ impl Runtime {
             if cfg.auto_remove {
                 self.discard(&name);
             }
+            event(&format!("failed: {}", reason.replace('\n', " ")));
             say(status, &format!("E {}\n", reason.replace('\n', " ")));
             unsafe { libc::_exit(1) }
         };
-        let (sync_r, sync_w) = match pipe() {
-            Ok(p) => p,
+        // The sandbox builds the container's root while the cgroup is created and the child
+        // moved into it (a migration costs an RCU grace period); it waits before exec.
+        // SAFETY: the monitor owns these descriptors (dup'd for it by `start`).
+        let stdio_fds = stdio.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut child = match prepared.spawn(stdio_fds) {
+            Ok(c) => c,
             Err(e) => finish_failed(&mut status, e.to_string(), true),
         };
-        let (err_r, err_w) = match pipe() {
-            Ok(p) => p,
-            Err(e) => finish_failed(&mut status, e.to_string(), true),
-        };
-        let args = CloneArgs {
-            prepared,
-            sync_fd: sync_r.as_raw_fd(),
-            err_fd: err_w.as_raw_fd(),
-            stdio,
-        };
-        let mut stack = vec![0u8; 1 << 20];
-        let top = unsafe { stack.as_mut_ptr().add(stack.len()) } as usize & !15;
-        let child = unsafe {
-            libc::clone(
-                clone_entry,
-                top as *mut libc::c_void,
-                prepared.clone_flags() | libc::SIGCHLD,
-                &args as *const CloneArgs as *mut libc::c_void,
-            )
-        };
-        if child < 0 {
-            let e = io::Error::last_os_error();
-            finish_failed(&mut status, format!("clone: {e}"), true);
-        }
-        drop(sync_r);
-        drop(err_w);
-        for fd in stdio {
-            unsafe { libc::close(fd) };
-        }
-        // The cgroup is created and the child moved into it while the child sets up its
-        // mounts (a migration costs an RCU grace period); it waits before exec.
-        let kill_child = || {
-            unsafe { libc::kill(child, libc::SIGKILL) };
-            let mut st = 0;
-            unsafe { libc::waitpid(child, &mut st, 0) };
+        let child_pid = child.pid().as_raw();
+        let kill_child = |child: &mut distill_sandbox::Child| {
+            let _ = child.kill(distill_sandbox::Signal::SIGKILL);
+            let _ = child.wait();
         };
         if let Ok(procs) = cg.procs() {
             if !procs.is_empty() {
-                kill_child();
+                kill_child(&mut child);
                 finish_failed(
                     &mut status,
                     format!("cgroup {:?} is in use by processes {procs:?}", cg.paths()),
@@ -735,39 +889,35 @@ impl Runtime {
             }
         }
         if let Err(e) = cg.create().and_then(|_| cg.apply(&cfg.limits)) {
-            kill_child();
+            kill_child(&mut child);
             finish_failed(&mut status, e.to_string(), true);
         }
-        let child_start = state::proc_start_time(child);
-        if let Err(e) = cg.add_pid(child) {
-            kill_child();
+        let child_start = state::proc_start_time(child_pid);
+        if let Err(e) = cg.add_pid(child_pid) {
+            kill_child(&mut child);
             finish_failed(&mut status, e.to_string(), true);
         }
-        let mut w = File::from(sync_w);
-        let _ = w.write_all(b"1");
-        drop(w);
-        // Recorded while the released child finishes its setup and execs.
         if let Err(e) = record(&|s: &mut State| {
             s.monitor_pid = Some(me);
             s.monitor_start = state::proc_start_time(me);
             s.cgroup_paths = cg.paths();
         }) {
-            kill_child();
+            kill_child(&mut child);
             finish_failed(&mut status, e, true);
         }
-        let mut msg = String::new();
-        let _ = File::from(err_r).read_to_string(&mut msg);
-        if !msg.is_empty() {
-            let mut st = 0;
-            unsafe { libc::waitpid(child, &mut st, 0) };
-            finish_failed(&mut status, msg, true);
+        // Returns once the container's command has been exec'd, or why it could not be.
+        if let Err(e) = child.release() {
+            let _ = child.wait();
+            finish_failed(&mut status, e.to_string(), true);
         }
+        let child = child_pid;
         let _ = record(&|s: &mut State| {
             s.status = Status::Running;
             s.pid = Some(child);
             s.pid_start = child_start;
             s.started_ms = Some(state::now_ms());
         });
+        event("started");
         say(&mut status, &format!("S {child}\n"));
         let mut st = 0;
         loop {
@@ -792,6 +942,14 @@ impl Runtime {
                 s.oom_killed = oom;
                 s.finished_ms = Some(state::now_ms());
             });
+        }
+        // After the state is committed, so a reader that sees `exited` finds it recorded.
+        if oom {
+            event("oom-killed");
+        }
+        match signal {
+            Some(sig) => event(&format!("exited signal={}", signal_name(sig))),
+            None => event(&format!("exited code={code}")),
         }
         say(&mut status, &format!("X {code}\n"));
         unsafe { libc::_exit(0) }
@@ -946,24 +1104,6 @@ impl Runtime {
             name: name.into(),
             reason,
         };
-        let mut ns_fds = Vec::new();
-        let mut flags = Vec::new();
-        for (ns, flag) in [
-            ("ipc", libc::CLONE_NEWIPC),
-            ("uts", libc::CLONE_NEWUTS),
-            ("net", libc::CLONE_NEWNET),
-            ("pid", libc::CLONE_NEWPID),
-            ("cgroup", libc::CLONE_NEWCGROUP),
-            ("mnt", libc::CLONE_NEWNS),
-        ] {
-            let p = format!("/proc/{pid}/ns/{ns}");
-            let f = File::open(&p).map_err(|e| exec_err(format!("{p}: {e}")))?;
-            ns_fds.push(OwnedFd::from(f));
-            flags.push(flag);
-        }
-        if state::proc_start_time(pid) != s.pid_start {
-            return Err(RuntimeError::NotRunning(name.into()));
-        }
         let cfg = &s.config;
         let mut env = cfg.env.clone();
         for e in &ex.env {
@@ -976,105 +1116,44 @@ impl Runtime {
             None => None,
         };
         let cwd = ex.cwd.clone().unwrap_or_else(|| cfg.cwd.clone());
-        let spec = container::ProcessSpec::new(&ex.argv, &env, &cwd, user, cfg.seccomp)?;
-        let procs: Vec<std::ffi::CString> = self
-            .cgroup(name)
-            .paths()
-            .iter()
-            .map(|d| {
-                std::ffi::CString::new(d.join("cgroup.procs").as_os_str().as_encoded_bytes())
-                    .unwrap_or_default()
-            })
-            .collect();
-        let (err_r, err_w) = pipe()?;
-        let (pipes, stdio): (Option<(OwnedFd, OwnedFd)>, [RawFd; 3]) = match &output {
-            Output::Inherit => (None, [0, 1, 2]),
+        let mut spec = container::exec_spec(&ex.argv, &env, &cwd, user, cfg.seccomp)?;
+        let pipes = match &output {
+            Output::Inherit => None,
             Output::Stream { .. } => {
                 let (or, ow) = pipe()?;
                 let (er, ew) = pipe()?;
-                let fds = [0, ow.into_raw_fd(), ew.into_raw_fd()];
-                (Some((or, er)), fds)
+                spec.stdout = distill_sandbox::Stdio::Fd(ow);
+                spec.stderr = distill_sandbox::Stdio::Fd(ew);
+                Some((or, er))
             }
         };
-        let child = unsafe { libc::fork() };
-        if child < 0 {
-            return Err(last_err("fork for exec"));
+        // Joins every namespace of the container; not dumpable until it execs (CVE-2019-5736).
+        let target = distill_sandbox::Pid::from_raw(pid);
+        let mut child = distill_sandbox::spawn_in(target, &container::exec_namespaces(), &spec)
+            .map_err(|e| exec_err(e.to_string()))?;
+        drop(spec);
+        // The pid may have been reused by the time the namespaces were opened.
+        if state::proc_start_time(pid) != s.pid_start {
+            let _ = child.wait();
+            return Err(RuntimeError::NotRunning(name.into()));
         }
-        if child == 0 {
-            drop(err_r);
-            let efd = err_w.as_raw_fd();
-            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-            let me = unsafe { libc::getpid() }.to_string();
-            for p in &procs {
-                let fd = unsafe { libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-                let ok = fd >= 0
-                    && unsafe { libc::write(fd, me.as_ptr() as *const libc::c_void, me.len()) } > 0;
-                if fd >= 0 {
-                    unsafe { libc::close(fd) };
-                }
-                if !ok {
-                    container::child_fail(
-                        efd,
-                        &format!("join cgroup {p:?}: {}", io::Error::last_os_error()),
-                    );
-                }
-            }
-            for (fd, flag) in ns_fds.iter().zip(&flags) {
-                if unsafe { libc::setns(fd.as_raw_fd(), *flag) } < 0 {
-                    container::child_fail(
-                        efd,
-                        &format!("setns {flag:#x}: {}", io::Error::last_os_error()),
-                    );
-                }
-            }
-            let g = unsafe { libc::fork() };
-            if g < 0 {
-                container::child_fail(efd, "fork in the container's pid namespace");
-            }
-            if g == 0 {
-                for (i, fd) in stdio.iter().enumerate() {
-                    if *fd != i as RawFd {
-                        unsafe { libc::dup2(*fd, i as RawFd) };
-                    }
-                }
-                let e = container::finish_and_exec(&spec);
-                container::child_fail(efd, &e);
-            }
-            drop(err_w);
-            for fd in &stdio[1..] {
-                if *fd > 2 {
-                    unsafe { libc::close(*fd) };
-                }
-            }
-            let mut st = 0;
-            while unsafe { libc::waitpid(g, &mut st, 0) } < 0 {
-                if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    unsafe { libc::_exit(127) };
-                }
-            }
-            unsafe { libc::_exit(exit_code(st).0) };
-        }
-        drop(err_w);
-        if let Output::Stream { stdout, stderr } = output {
-            for fd in &stdio[1..] {
-                unsafe { libc::close(*fd) };
-            }
-            if let Some((or, er)) = pipes {
-                pump(or, er, stdout, stderr);
+        let me = child.pid().to_string();
+        for d in self.cgroup(name).paths() {
+            let p = d.join("cgroup.procs");
+            if let Err(e) = fs::write(&p, &me) {
+                let _ = child.wait();
+                return Err(exec_err(format!("join cgroup {}: {e}", p.display())));
             }
         }
-        let mut msg = String::new();
-        let _ = File::from(err_r).read_to_string(&mut msg);
-        let mut st = 0;
-        while unsafe { libc::waitpid(child, &mut st, 0) } < 0 {
-            if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return Err(last_err("wait for exec"));
-            }
+        let released = child.release();
+        if let (Output::Stream { stdout, stderr }, Some((or, er))) = (output, pipes) {
+            pump(or, er, stdout, stderr);
         }
-        if !msg.is_empty() {
-            return Err(exec_err(msg));
-        }
-        Ok(exit_code(st).0)
+        released.map_err(|e| exec_err(e.to_string()))?;
+        let st = child
+            .wait()
+            .map_err(|e| exec_err(format!("wait for the exec'd process: {e}")))?;
+        Ok(st.as_shell_code())
     }
 
     /// Polls `url` (plain `http://host:port/path`) until it answers 2xx, the container

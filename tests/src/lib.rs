@@ -245,3 +245,148 @@ unpack = ["busybox-deb"]
 "#
     )
 }
+
+/// The hello example built once per test process (`distill build --out`); its archive.
+/// The building world is kept for the whole process.
+pub fn hello_archive() -> PathBuf {
+    static ARCHIVE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ARCHIVE
+        .get_or_init(|| {
+            let w = Box::leak(Box::new(World::new()));
+            let m = w.example("hello");
+            let out = w.path("out");
+            w.distill(&[
+                "build",
+                m.to_str().unwrap(),
+                "--keyring",
+                w.cert().to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .ok();
+            let archive = out.join("hello.oci.tar");
+            assert!(
+                archive.is_file(),
+                "build --out wrote no {}",
+                archive.display()
+            );
+            archive
+        })
+        .clone()
+}
+
+/// A container test's world: its own `--root` (with the hello image loaded) and `--state`.
+/// Dropping it removes its containers and stops its log daemon.
+pub struct Lab {
+    /// Owns the temporary directory.
+    pub dir: tempfile::TempDir,
+    /// `--root`.
+    pub root: PathBuf,
+    /// `--state`.
+    pub state: PathBuf,
+}
+
+impl Lab {
+    /// A lab with the hello image loaded as `hello`.
+    pub fn new() -> Lab {
+        let lab = Lab::empty();
+        lab.distill(&["load", hello_archive().to_str().unwrap()])
+            .ok();
+        lab
+    }
+
+    /// A lab with no image loaded.
+    pub fn empty() -> Lab {
+        let dir = tempfile::Builder::new()
+            .prefix("distill-lab-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().join("root");
+        let state = dir.path().join("state");
+        Lab { dir, root, state }
+    }
+
+    /// A path inside the lab's temp dir.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A `distill` command with this lab's root and state, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(distill_bin());
+        c.args(args)
+            .env("DISTILL_ROOT", &self.root)
+            .env("DISTILL_STATE", &self.state)
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    /// Run `distill` in this lab.
+    pub fn distill(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("run distill").into()
+    }
+
+    /// `distill run [flags] --entrypoint /bin/sh hello -c SCRIPT`.
+    pub fn sh(&self, flags: &[&str], script: &str) -> Run {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--entrypoint", "/bin/sh", "hello", "-c", script]);
+        self.distill(&args)
+    }
+
+    /// `distill inspect NAME`, parsed.
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let r = self.distill(&["inspect", name]);
+        r.ok();
+        serde_json::from_str(&r.stdout).expect("inspect prints JSON")
+    }
+
+    /// Pids of the `distill logd` processes serving this lab's state dir.
+    pub fn logd_pids(&self) -> Vec<i32> {
+        let want = [
+            "--state".to_string(),
+            self.state.to_string_lossy().into_owned(),
+            "logd".to_string(),
+        ];
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.windows(3).any(|w| w == want) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Ok(out) = self.command(&["ps", "-a", "--format", "json"]).output() {
+            if let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(&out.stdout) {
+                for c in list {
+                    if let Some(n) = c["name"].as_str() {
+                        let _ = self.command(&["rm", "-f", n]).output();
+                    }
+                }
+            }
+        }
+        for pid in self.logd_pids() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
