@@ -29,7 +29,7 @@ pub mod state;
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
@@ -1116,7 +1116,7 @@ impl Runtime {
             None => None,
         };
         let cwd = ex.cwd.clone().unwrap_or_else(|| cfg.cwd.clone());
-        let mut spec = container::exec_spec(&ex.argv, &env, &cwd, user, cfg.seccomp)?;
+        let mut spec = container::exec_spec(&ex.argv, &env, &cwd, user, cfg.seccomp, pid)?;
         let pipes = match &output {
             Output::Inherit => None,
             Output::Stream { .. } => {

@@ -117,10 +117,11 @@ fn update_is_felt_at_once_and_rolls_back() {
     // Forking works under the original limit.
     let (code, _, err) = env.exec(&cfg.name, &["sh", "-c", "sleep 0 & wait"]);
     assert_eq!(code, 0, "{err}");
-    // Lower pids.max to what there will be during the exec (the container's tasks + the exec
-    // helper + the exec'd sh): the exec'd shell cannot fork any more.
+    // Lower pids.max to what there will be during the exec (the container's tasks + the exec'd
+    // sh; the sandbox clones it straight into the container, no helper process): the exec'd
+    // shell cannot fork any more.
     let current: u64 = cg.read("pids", "pids.current").unwrap().parse().unwrap();
-    let max = current + 2;
+    let max = current + 1;
     env.rt
         .update(
             &cfg.name,
