@@ -252,9 +252,11 @@ fn merge_env(base: &mut Vec<String>, extra: &[String]) -> Result<(), Failure> {
         } else {
             match std::env::var(e) {
                 Ok(v) => format!("{e}={v}"),
-                Err(_) => return Err(refused(anyhow::anyhow!(
+                Err(_) => {
+                    return Err(refused(anyhow::anyhow!(
                     "-e {e:?}: give KEY=VALUE, or the name of a variable set in this environment"
-                ))),
+                )))
+                }
             }
         };
         let key = kv.split('=').next().unwrap_or("");

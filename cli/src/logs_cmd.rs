@@ -306,12 +306,8 @@ fn one(
                     break;
                 }
             }
-            Some(s) => {
-                if p.print(s, &e).is_err() {
-                    break;
-                }
-            }
-            None => {}
+            Some(s) if p.print(s, &e).is_err() => break,
+            _ => {}
         }
     }
     Ok(())
