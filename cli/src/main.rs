@@ -93,6 +93,27 @@ enum Command {
     /// Maintain loaded images.
     #[command(subcommand)]
     Image(image_cmd::ImageCommand),
+    /// Run a command under the tracer and print every path it touched: the path, the syscall,
+    /// the thread id, and whether it existed.
+    Trace {
+        /// Run inside this directory as the root, in the build sandbox.
+        #[arg(long = "in")]
+        in_root: Option<PathBuf>,
+        /// Working directory (inside the root with --in).
+        #[arg(long, short = 'w')]
+        workdir: Option<PathBuf>,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, last = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Say why a path is in a built image: traced by which probe and syscall, ELF dependency
+    /// of what, symlink of what, or which keep rule.
+    Why {
+        /// The image name (as in the manifest's [image] name).
+        image: String,
+        /// An absolute path inside the image.
+        path: PathBuf,
+    },
     /// Inspect and maintain the store.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -309,6 +330,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             verbose,
         ),
         Command::Store(cmd) => store_cmd::run(&cli.root, cli.json, cmd),
+        Command::Why { image, path } => why(&cli.root, cli.json, &image, &path),
+        Command::Trace {
+            in_root,
+            workdir,
+            command,
+        } => trace(cli.json, in_root, workdir, command),
         Command::Load { archive } => image_cmd::load(&cli.root, cli.json, &archive),
         Command::Images => image_cmd::list(&cli.root, cli.json),
         Command::Rmi { images } => image_cmd::remove(&cli.root, &images),
@@ -408,6 +435,17 @@ fn build(root: &Path, json: bool, args: BuildArgs) -> Result<(), Failure> {
             println!("{}", p.path.display());
         }
         if let Some(image) = &report.image {
+            if let Some(p) = &image.pruned {
+                eprintln!(
+                    "image {}: full package closure {} bytes in {} files, minimal {} bytes in {} files ({:.1}x smaller)",
+                    image.name,
+                    p.full.bytes,
+                    p.full.files,
+                    p.minimal.bytes,
+                    p.minimal.files,
+                    p.full.bytes as f64 / (p.minimal.bytes.max(1)) as f64
+                );
+            }
             eprintln!(
                 "wrote {} and {}",
                 image.archive.display(),
@@ -464,5 +502,108 @@ fn verify(
             outcome.difference.as_deref().unwrap_or("unknown")
         )
         .into())
+    }
+}
+
+fn why(root: &Path, json: bool, image: &str, path: &Path) -> Result<(), Failure> {
+    let name = image.split(':').next().unwrap_or(image);
+    let store = distill_store::Store::open(root)?;
+    let record = store.record("build", name)?.ok_or_else(|| {
+        refused(anyhow::anyhow!(
+            "no build of image {name:?} is recorded under {}; build it with --out first",
+            root.display()
+        ))
+    })?;
+    let report: distill_builder::BuildReport = serde_json::from_value(record.record)
+        .map_err(|e| anyhow::anyhow!("the build record of {name:?} is unreadable: {e}"))?;
+    let img = report.image.ok_or_else(|| {
+        refused(anyhow::anyhow!(
+            "the last build of {name:?} wrote no image; build it with --out"
+        ))
+    })?;
+    let Some(pruned) = img.pruned else {
+        println!("{}: {name} was not pruned (its manifest has no [[trace.probe]]): every file of its packages is in it", path.display());
+        return Ok(());
+    };
+    match pruned.set.why(path) {
+        Some(reasons) => {
+            if json {
+                println!("{}", serde_json::json!({ "path": path, "reasons": reasons }));
+            } else {
+                for r in reasons {
+                    println!("{}: {r}", path.display());
+                }
+            }
+            Ok(())
+        }
+        None => Err(anyhow::anyhow!(
+            "{} is not in image {name}: no probe touched it, nothing kept depends on it and no keep rule matches",
+            path.display()
+        )
+        .into()),
+    }
+}
+
+fn trace(
+    json: bool,
+    in_root: Option<PathBuf>,
+    workdir: Option<PathBuf>,
+    command: Vec<std::ffi::OsString>,
+) -> Result<(), Failure> {
+    let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = match &in_root {
+        // Inside a root, the host's environment means nothing: a fixed one.
+        Some(_) => vec![
+            ("PATH".into(), distill_builder::prune::DEFAULT_PATH.into()),
+            ("HOME".into(), "/".into()),
+            ("LC_ALL".into(), "C".into()),
+        ],
+        None => std::env::vars_os().collect(),
+    };
+    let cwd = match (&workdir, &in_root) {
+        (Some(w), _) => w.clone(),
+        (None, Some(_)) => PathBuf::from("/"),
+        (None, None) => std::env::current_dir()?,
+    };
+    let root = match in_root {
+        Some(r) => Some(std::path::absolute(&r)?),
+        None => None,
+    };
+    let result = distill_tracer::trace(distill_tracer::TraceCommand {
+        argv: command,
+        env,
+        cwd,
+        stdin: None,
+        root,
+    })
+    .map_err(refused)?;
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    err.write_all(&result.stderr)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({
+                "exit_code": distill_tracer::ProbeOutcome::of(&result).exit_code,
+                "stdout": String::from_utf8_lossy(&result.stdout),
+                "accesses": result.accesses,
+            })
+        )?;
+    } else {
+        // The command's own output goes to stderr, so stdout is only the path list.
+        err.write_all(&result.stdout)?;
+        for a in &result.accesses {
+            writeln!(out, "{a}")?;
+        }
+    }
+    let code = distill_tracer::ProbeOutcome::of(&result).exit_code;
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!("the traced command exited with {code}"),
+        })
     }
 }
