@@ -555,3 +555,33 @@ fn hello_c_is_compiled_by_a_pinned_gcc_and_rebuilds_identically() {
     run.ok();
     assert_eq!(run.stdout.trim(), digest);
 }
+
+#[test]
+fn reprotest_finds_no_difference() {
+    // Debian's reprotest builds twice, the second time varying the environment, the build
+    // path, the clock (faketime), the umask, locales, timezone, host and domain name (a new
+    // UTS namespace inside a user namespace, `unshare -r --uts`), HOME, PATH, and the order in
+    // which directories list their entries (disorderfs), then compares the images byte for byte.
+    for tool in ["reprotest", "faketime", "disorderfs"] {
+        require(tool);
+    }
+    let w = World::new();
+    let m = w.example("hello");
+    let build = format!(
+        "{} --root ./droot build manifest.toml --keyring {} --out out",
+        distill_tests::distill_bin().display(),
+        w.cert().display()
+    );
+    let (ok, stdout, stderr) = run(
+        Command::new("reprotest")
+            .current_dir(m.parent().unwrap())
+            .arg("--variations=+environment,+build_path,+time,+umask,+locales,+timezone,+domain_host,+home,+exec_path,+fileordering")
+            .arg(&build)
+            .arg("out/hello.oci.tar"),
+    );
+    assert!(ok, "reprotest failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Reproduction successful") || stderr.contains("Reproduction successful"),
+        "{stdout}\n{stderr}"
+    );
+}
