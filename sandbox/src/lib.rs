@@ -3,9 +3,11 @@
 //! A [`Spec`] describes the process (argv, complete environment, cwd, uid/gid, capabilities,
 //! rlimits, stdio) and its world (new namespaces, a root assembled from a tmpfs or an existing
 //! directory plus ordered mounts, a minimal `/dev`, `/proc` with runc's masked paths, `/sys`,
-//! hostname, loopback). [`spawn`] creates it with a single `clone(2)` carrying the `CLONE_NEW*`
-//! flags, so the process is PID 1 of its new pid namespace; [`spawn_in`] starts a process inside
-//! the namespaces and root of a running one (`exec` into a container).
+//! hostname, loopback) and, optionally, a seccomp filter ([`SeccompFilter`]). [`spawn`] creates
+//! it with a single `clone(2)` carrying the `CLONE_NEW*` flags, so the process is PID 1 of its
+//! new pid namespace; [`spawn_in`] starts a process inside the namespaces and root of a running
+//! one (`exec` into a container), not dumpable until it execs (CVE-2019-5736). The builder, the
+//! tracer and the runtime all isolate processes through this crate.
 //!
 //! All memory the child needs is prepared before `clone`; the child only makes system calls.
 //! Every failure in the child (which step, which errno) travels back over a close-on-exec pipe,
