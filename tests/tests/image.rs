@@ -455,32 +455,25 @@ fn a_corrupt_archive_is_refused_and_leaves_nothing() {
 
 #[test]
 fn packages_shared_by_images_share_layers_and_zstd_is_an_option() {
+    // Without probes: a pruned layer holds what that image's probes kept, so only unpruned
+    // layers are shared between images. Three images from the hello example minus its probe:
+    // busybox + hello (gzip), busybox alone (gzip), busybox alone (zstd).
     let w = World::new();
     let hello = w.example("hello");
-    let (_, a) = build_hello(&w, &hello, &w.path("a"), &[]);
-    // Another image holding only the busybox package, once gzip and once zstd.
-    let text = std::fs::read_to_string(&hello).unwrap().replace(
+    let script = std::fs::read(hello.parent().unwrap().join("hello.sh")).unwrap();
+    let full = std::fs::read_to_string(&hello).unwrap();
+    let unpruned = full[..full.find("[[trace.probe]]").unwrap()].to_string();
+    let m = w.manifest("both", &unpruned, &[("hello.sh", &script)]);
+    let (_, a) = build_hello(&w, &m, &w.path("a"), &[]);
+    let text = unpruned.replace(
         "name = \"hello\"\npackages = [\"busybox\", \"hello\"]",
         "name = \"hello\"\npackages = [\"busybox\"]",
     );
-    let m = w.manifest(
-        "bb",
-        &text,
-        &[(
-            "hello.sh",
-            &std::fs::read(hello.parent().unwrap().join("hello.sh")).unwrap(),
-        )],
-    );
+    assert_ne!(text, unpruned);
+    let m = w.manifest("bb", &text, &[("hello.sh", &script)]);
     let (_, b) = build_hello(&w, &m, &w.path("b"), &[]);
     let zs = text.replace("[image]\n", "[image]\ncompression = \"zstd\"\n");
-    let mz = w.manifest(
-        "bbz",
-        &zs,
-        &[(
-            "hello.sh",
-            &std::fs::read(hello.parent().unwrap().join("hello.sh")).unwrap(),
-        )],
-    );
+    let mz = w.manifest("bbz", &zs, &[("hello.sh", &script)]);
     let (_, c) = build_hello(&w, &mz, &w.path("c"), &[]);
     require("skopeo");
     let layers = |p: &Path| -> Vec<serde_json::Value> {
@@ -494,6 +487,8 @@ fn packages_shared_by_images_share_layers_and_zstd_is_an_option() {
         v["layers"].as_array().unwrap().clone()
     };
     let (la, lb, lc) = (layers(&a), layers(&b), layers(&c));
+    assert_eq!(la.len(), 2);
+    assert_eq!(lb.len(), 1);
     assert_eq!(
         la[0]["digest"], lb[0]["digest"],
         "the busybox layer is shared"
