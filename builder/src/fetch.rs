@@ -87,8 +87,7 @@ pub fn fetch(
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 let why = stderr
                     .lines()
-                    .filter(|l| l.starts_with("E:"))
-                    .last()
+                    .rfind(|l| l.starts_with("E:"))
                     .or_else(|| stderr.lines().last())
                     .unwrap_or("no output")
                     .trim();

@@ -216,11 +216,6 @@ pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, 
                 node.name
             ));
         }
-        let references: Vec<StoreName> = node
-            .inputs
-            .iter()
-            .map(|i| plan.get(i).expect("planned input").store_name.clone())
-            .collect();
         // Another build may finish this path while we wait for its lock; `ran` tells.
         let ran = std::cell::Cell::new(false);
         let info = if node.is_source {
@@ -231,7 +226,7 @@ pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, 
                 .add(
                     &node.store_name,
                     &node.derivation,
-                    &references,
+                    &[],
                     Some(&fingerprint),
                     epoch,
                     |out: &Path| -> Result<(), std::io::Error> {
@@ -244,16 +239,7 @@ pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, 
                     reason: e.to_string(),
                 })?
         } else {
-            build_package(
-                &store,
-                m,
-                &plan,
-                node,
-                &references,
-                &fingerprint,
-                opts,
-                &ran,
-            )?
+            build_package(&store, m, &plan, node, &fingerprint, opts, &ran)?
         };
         if let Some(b) = &overall {
             b.inc();
@@ -368,12 +354,12 @@ fn build_package(
     m: &LoadedManifest,
     plan: &Plan,
     node: &plan::Node,
-    references: &[StoreName],
     fingerprint: &str,
     opts: &BuildOptions,
     ran: &std::cell::Cell<bool>,
 ) -> Result<PathInfo, BuildError> {
     let pkg = &m.manifest.packages[&node.name];
+    let references = plan.references(node);
     let inputs: Vec<step::SandboxInput> = node
         .inputs
         .iter()
@@ -402,7 +388,7 @@ fn build_package(
     let result = store.add(
         &node.store_name,
         &node.derivation,
-        references,
+        &references,
         Some(fingerprint),
         epoch,
         |out: &Path| -> Result<(), BuildError> {

@@ -49,6 +49,14 @@ impl Plan {
         self.index.get(name).map(|&i| &self.nodes[i])
     }
 
+    /// Store names of a node's direct inputs.
+    pub fn references(&self, node: &Node) -> Vec<StoreName> {
+        node.inputs
+            .iter()
+            .map(|i| self.get(i).expect("planned input").store_name.clone())
+            .collect()
+    }
+
     /// Store names of the nodes, in plan order.
     pub fn store_names(&self) -> Vec<StoreName> {
         self.nodes.iter().map(|n| n.store_name.clone()).collect()

@@ -104,10 +104,7 @@ impl Progress {
 
 impl Bar {
     /// Wrap a reader so that reading advances the bar.
-    pub fn wrap_read<R: Read>(&self, r: R) -> Box<dyn Read + '_>
-    where
-        R: 'static,
-    {
+    pub fn wrap_read<R: Read + 'static>(&self, r: R) -> Box<dyn Read + '_> {
         match &self.bar {
             Some(b) => Box::new(b.wrap_read(r)),
             None => Box::new(r),

@@ -121,7 +121,7 @@ enum Command {
     #[command(subcommand)]
     Pin(PinCommand),
     /// Run a command in a new container (daemonless; -d to detach).
-    Run(container_cmd::RunArgs),
+    Run(Box<container_cmd::RunArgs>),
     /// Run a command in a running container (all its namespaces and its cgroup).
     Exec(container_cmd::ExecArgs),
     /// List containers (running ones; -a for all).
@@ -340,7 +340,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Images => image_cmd::list(&cli.root, cli.json),
         Command::Rmi { images } => image_cmd::remove(&cli.root, &images),
         Command::Image(cmd) => image_cmd::run(&cli.root, cli.json, cmd),
-        Command::Run(args) => container_cmd::run(&cli.root, &cli.state, cli.json, args),
+        Command::Run(args) => container_cmd::run(&cli.root, &cli.state, cli.json, *args),
         Command::Exec(args) => container_cmd::exec(&cli.state, args),
         Command::Ps { all, format } => {
             container_cmd::ps(&cli.state, cli.json, all, format.as_deref())
