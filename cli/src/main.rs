@@ -272,6 +272,9 @@ fn main() -> ExitCode {
     if let Ok(abs) = std::path::absolute(&cli.state) {
         cli.state = abs;
     }
+    if let Ok(abs) = std::path::absolute(&cli.state) {
+        cli.state = abs;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

@@ -365,6 +365,25 @@ fn pidfd_wait(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
 }
 
 /// Copies two pipes into two writers until both reach EOF.
+/// Writes everything to the terminal and to the log daemon's pipe; a failure of one (a closed
+/// terminal, a daemon gone) does not stop the other.
+struct Tee<'a> {
+    terminal: &'a mut dyn Write,
+    log: std::fs::File,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = self.terminal.write_all(buf);
+        let _ = self.log.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.terminal.flush()
+    }
+}
+
 fn pump(out: OwnedFd, err: OwnedFd, w_out: &mut dyn Write, w_err: &mut dyn Write) {
     let mut open = [Some(out), Some(err)];
     let mut buf = vec![0u8; 65536];
@@ -545,7 +564,19 @@ impl Runtime {
 
     /// The container's cgroup.
     pub fn cgroup(&self, name: &str) -> cgroup::Cgroup {
-        self.cgroups.cgroup(name)
+        self.cgroups.cgroup(&self.cgroup_name(name))
+    }
+
+    /// The cgroup of a container is `distill/<name>-<tag>`, the tag naming the state root
+    /// (FNV-1a of its path): two state roots on one host (two users, two test runs) may both
+    /// have a container called `web` without sharing, or refusing, a cgroup.
+    pub fn cgroup_name(&self, name: &str) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.state.path().as_os_str().as_encoded_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{name}-{:08x}", h as u32)
     }
 
     /// The one place that decides where a detached container's stdout/stderr go. With a log
@@ -651,14 +682,42 @@ impl Runtime {
             }
             Ok(unsafe { OwnedFd::from_raw_fd(n) })
         };
-        // Events reach a daemon that already runs; none is started for a foreground run.
+        // A foreground container's output goes to the terminal and, like a detached one's, to
+        // the log daemon (started on first use), so `distill logs` has it too. When the daemon
+        // cannot be reached the output goes to the terminal only.
+        let sink = match output {
+            Output::Inherit => self
+                .logd
+                .as_ref()
+                .and_then(|l| self.logd_sink(l, &cfg.name).ok()),
+            Output::Stream { .. } => None,
+        };
         let events = self.logd.as_ref().filter(|l| l.event(&cfg.name, "created"));
         let code = match output {
-            Output::Inherit => {
-                let (o, e) = (dup(1)?, dup(2)?);
-                let (status, _) = self.start(cfg, o, e, events)?;
-                read_exit(status)
-            }
+            Output::Inherit => match sink {
+                Some(sink) => {
+                    let (or, ow) = pipe()?;
+                    let (er, ew) = pipe()?;
+                    let (status, _) = self.start(cfg, ow, ew, events)?;
+                    let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
+                    let mut out = Tee {
+                        terminal: &mut term_out,
+                        log: std::fs::File::from(sink.stdout),
+                    };
+                    let mut err = Tee {
+                        terminal: &mut term_err,
+                        log: std::fs::File::from(sink.stderr),
+                    };
+                    pump(or, er, &mut out, &mut err);
+                    drop((out, err));
+                    read_exit(status)
+                }
+                None => {
+                    let (o, e) = (dup(1)?, dup(2)?);
+                    let (status, _) = self.start(cfg, o, e, events)?;
+                    read_exit(status)
+                }
+            },
             Output::Stream { stdout, stderr } => {
                 let (or, ow) = pipe()?;
                 let (er, ew) = pipe()?;

@@ -111,6 +111,32 @@ fn logs_of_a_detached_container_from_the_first_byte_to_the_last_line() {
 }
 
 #[test]
+fn a_foreground_container_streams_to_the_terminal_and_to_the_log() {
+    let lab = Lab::new();
+    let r = lab.sh(
+        &["--name", "fg"],
+        "echo to-terminal; echo err-line >&2; printf 'no newline'; exit 3",
+    );
+    r.expect_code(3);
+    assert_eq!(r.stdout, "to-terminal\nno newline");
+    assert_eq!(r.stderr, "err-line\n");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = lab.distill(&["logs", "fg"]);
+        if l.stdout == "to-terminal\nno newline\n" && l.stderr == "err-line\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "logs of fg: {:?} {:?}",
+            l.stdout,
+            l.stderr
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn logs_follow_ends_when_the_container_exits() {
     let lab = Lab::new();
     lab.sh(
