@@ -414,7 +414,9 @@ fn build(root: &Path, json: bool, args: BuildArgs) -> Result<(), Failure> {
             Progress::auto()
         },
         verbose: args.verbose,
-        out: args.out,
+        // Recorded in the build record (verify's default reference): absolute, so it means the
+        // same file from any working directory.
+        out: args.out.map(std::path::absolute).transpose()?,
         format: match args.format {
             FormatArg::Oci => distill_builder::OutputFormat::Oci,
             FormatArg::DockerArchive => distill_builder::OutputFormat::DockerArchive,

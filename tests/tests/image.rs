@@ -580,3 +580,35 @@ fn reprotest_finds_no_difference() {
         "{stdout}\n{stderr}"
     );
 }
+
+#[test]
+fn a_relative_out_dir_is_recorded_so_verify_works_from_anywhere() {
+    let w = World::new();
+    let m = w.example("hello");
+    let cert = w.cert();
+    let o = w
+        .command(&[
+            "build",
+            m.to_str().unwrap(),
+            "--keyring",
+            cert.to_str().unwrap(),
+            "--out",
+            "rel-out",
+        ])
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(w.path("rel-out/hello.oci.tar").exists());
+    let o = w
+        .command(&[
+            "verify",
+            m.to_str().unwrap(),
+            "--keyring",
+            cert.to_str().unwrap(),
+        ])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
