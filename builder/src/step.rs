@@ -220,14 +220,8 @@ impl StepContext<'_> {
             root: Root::Tmpfs,
             readonly_root: false,
             mounts: self.mounts(),
-            namespaces: Namespaces {
-                mount: true,
-                pid: true,
-                net: true,
-                uts: true,
-                ipc: true,
-                cgroup: false,
-            },
+            // mount, pid, net (loopback only), uts, ipc
+            namespaces: Namespaces::all(),
             hostname: Some("distill".into()),
             loopback: true,
             dev: true,
