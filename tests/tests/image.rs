@@ -184,37 +184,30 @@ fn umoci_and_podman_take_the_image_and_podman_runs_it() {
         images.contains(&format!("localhost/hello:latest {digest}")),
         "podman reports {images}, distill {digest}"
     );
+    // `podman --runtime runc run --rm --network none --ulimit nofile=1024:1024 hello:latest ARGS`.
     // This sandbox has no CAP_SYS_RESOURCE, so podman's default nproc limit (which it would
-    // raise) is lowered here; the image itself needs nothing.
-    let (ok, stdout, err) = podman(&[
-        "--runtime",
-        "runc",
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        "hello:latest",
-        "tester",
-    ]);
+    // raise) is lowered too; the image itself needs nothing.
+    let podman_run = |args: &[&str]| {
+        let mut all = vec![
+            "--runtime",
+            "runc",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "hello:latest",
+        ];
+        all.extend_from_slice(args);
+        podman(&all)
+    };
+    let (ok, stdout, err) = podman_run(&["tester"]);
     assert!(ok, "podman run: {err}");
     assert_eq!(stdout, "Hello from distill, tester!\n");
-    let (ok, stdout, err) = podman(&[
-        "--runtime",
-        "runc",
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        "hello:latest",
-    ]);
+    let (ok, stdout, err) = podman_run(&[]);
     assert!(ok, "podman run: {err}");
     assert_eq!(
         stdout, "Hello from distill, world!\n",
@@ -226,20 +219,7 @@ fn umoci_and_podman_take_the_image_and_podman_runs_it() {
     assert!(ok, "{err}");
     let (ok, _, err) = podman(&["load", "-i", out.join("hello.docker.tar").to_str().unwrap()]);
     assert!(ok, "podman load docker-archive: {err}");
-    let (ok, stdout, err) = podman(&[
-        "--runtime",
-        "runc",
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        "hello:latest",
-        "docker",
-    ]);
+    let (ok, stdout, err) = podman_run(&["docker"]);
     assert!(ok, "{err}");
     assert_eq!(stdout, "Hello from distill, docker!\n");
 }
