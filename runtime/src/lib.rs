@@ -757,6 +757,10 @@ impl Runtime {
     /// finds the grace period already elapsed (or nearly). Best effort: failures are ignored.
     /// (On v2, `clone3(CLONE_INTO_CGROUP)` would avoid the migration altogether; not done yet.)
     fn prearm(&self) {
+        // v1 does not migrate another process at all (see `Cgroup::enter_self`).
+        if self.cgroups.is_v1() {
+            return;
+        }
         let Some(path) = self.prearm_path() else {
             return;
         };
@@ -924,22 +928,14 @@ impl Runtime {
             say(status, &format!("E {}\n", reason.replace('\n', " ")));
             unsafe { libc::_exit(1) }
         };
-        // The sandbox builds the container's root while the cgroup is created and the child
-        // moved into it (a migration costs an RCU grace period); it waits before exec.
-        // SAFETY: the monitor owns these descriptors (dup'd for it by `start`).
-        let stdio_fds = stdio.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-        let mut child = match prepared.spawn(stdio_fds) {
-            Ok(c) => c,
-            Err(e) => finish_failed(&mut status, e.to_string(), true),
-        };
-        let child_pid = child.pid().as_raw();
         let kill_child = |child: &mut distill_sandbox::Child| {
             let _ = child.kill(distill_sandbox::Signal::SIGKILL);
             let _ = child.wait();
         };
+        // SAFETY: the monitor owns these descriptors (dup'd for it by `start`).
+        let stdio_fds = stdio.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
         if let Ok(procs) = cg.procs() {
             if !procs.is_empty() {
-                kill_child(&mut child);
                 finish_failed(
                     &mut status,
                     format!("cgroup {:?} is in use by processes {procs:?}", cg.paths()),
@@ -947,15 +943,55 @@ impl Runtime {
                 );
             }
         }
-        if let Err(e) = cg.create().and_then(|_| cg.apply(&cfg.limits)) {
-            kill_child(&mut child);
-            finish_failed(&mut status, e.to_string(), true);
-        }
+        let (mut child, child_pid) = if self.cgroups.is_v1() {
+            // v1: the (single-threaded) monitor steps into the container's cgroup, clones the
+            // container there and steps back out. Self-moves of one thread skip the RCU grace
+            // period a migration of another process waits for (see `Cgroup::enter_self`).
+            // Limits are applied once the monitor is out, so it never counts against them.
+            if let Err(e) = cg.create() {
+                finish_failed(&mut status, e.to_string(), true);
+            }
+            let origins = match cg.enter_self() {
+                Ok(o) => o,
+                Err(e) => finish_failed(&mut status, e.to_string(), true),
+            };
+            let spawned = prepared.spawn(stdio_fds);
+            if let Err(e) = cgroup::Cgroup::leave_self(&origins) {
+                if let Ok(mut c) = spawned {
+                    kill_child(&mut c);
+                }
+                // Still inside: removing the cgroup would kill the monitor too.
+                finish_failed(&mut status, e.to_string(), false);
+            }
+            let mut child = match spawned {
+                Ok(c) => c,
+                Err(e) => finish_failed(&mut status, e.to_string(), true),
+            };
+            let child_pid = child.pid().as_raw();
+            if let Err(e) = cg.apply(&cfg.limits) {
+                kill_child(&mut child);
+                finish_failed(&mut status, e.to_string(), true);
+            }
+            (child, child_pid)
+        } else {
+            // v2: the sandbox builds the container's root while the cgroup is created and the
+            // child moved into it; it waits before exec.
+            let mut child = match prepared.spawn(stdio_fds) {
+                Ok(c) => c,
+                Err(e) => finish_failed(&mut status, e.to_string(), true),
+            };
+            let child_pid = child.pid().as_raw();
+            if let Err(e) = cg.create().and_then(|_| cg.apply(&cfg.limits)) {
+                kill_child(&mut child);
+                finish_failed(&mut status, e.to_string(), true);
+            }
+            if let Err(e) = cg.add_pid(child_pid) {
+                kill_child(&mut child);
+                finish_failed(&mut status, e.to_string(), true);
+            }
+            (child, child_pid)
+        };
         let child_start = state::proc_start_time(child_pid);
-        if let Err(e) = cg.add_pid(child_pid) {
-            kill_child(&mut child);
-            finish_failed(&mut status, e.to_string(), true);
-        }
         if let Err(e) = record(&|s: &mut State| {
             s.monitor_pid = Some(me);
             s.monitor_start = state::proc_start_time(me);
