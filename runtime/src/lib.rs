@@ -657,7 +657,7 @@ impl Runtime {
             }
             _ => None,
         };
-        let (status, _) = self.start(cfg, sink.stdout, sink.stderr, events)?;
+        let (status, _, _) = self.start(cfg, sink.stdout, sink.stderr, events, true)?;
         drop(status);
         match self.state.inspect(&cfg.name) {
             Ok(s) => Ok(s),
@@ -693,12 +693,14 @@ impl Runtime {
             Output::Stream { .. } => None,
         };
         let events = self.logd.as_ref().filter(|l| l.event(&cfg.name, "created"));
+        let monitor: Option<i32>;
         let code = match output {
             Output::Inherit => match sink {
                 Some(sink) => {
                     let (or, ow) = pipe()?;
                     let (er, ew) = pipe()?;
-                    let (status, _) = self.start(cfg, ow, ew, events)?;
+                    let (status, _, m) = self.start(cfg, ow, ew, events, false)?;
+                    monitor = m;
                     let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
                     let mut out = Tee {
                         terminal: &mut term_out,
@@ -714,18 +716,26 @@ impl Runtime {
                 }
                 None => {
                     let (o, e) = (dup(1)?, dup(2)?);
-                    let (status, _) = self.start(cfg, o, e, events)?;
+                    let (status, _, m) = self.start(cfg, o, e, events, false)?;
+                    monitor = m;
                     read_exit(status)
                 }
             },
             Output::Stream { stdout, stderr } => {
                 let (or, ow) = pipe()?;
                 let (er, ew) = pipe()?;
-                let (status, _) = self.start(cfg, ow, ew, events)?;
+                let (status, _, m) = self.start(cfg, ow, ew, events, false)?;
+                monitor = m;
                 pump(or, er, stdout, stderr);
                 read_exit(status)
             }
         };
+        if let Some(m) = monitor {
+            // The monitor is our direct child in the foreground (single fork): reap it. It
+            // exits right after reporting the exit code (or after closing its status pipe).
+            let mut st = 0;
+            unsafe { libc::waitpid(m, &mut st, 0) };
+        }
         code.ok_or_else(|| match self.state.inspect(&cfg.name) {
             Ok(s) if s.exit_unknown => RuntimeError::StartFailed {
                 name: cfg.name.clone(),
@@ -787,7 +797,8 @@ impl Runtime {
         out: OwnedFd,
         err: OwnedFd,
         events: Option<&Logd>,
-    ) -> Result<(BufReader<File>, i32)> {
+        detach: bool,
+    ) -> Result<(BufReader<File>, i32, Option<i32>)> {
         let fail = |e: RuntimeError| {
             self.discard(&cfg.name);
             e
@@ -805,12 +816,18 @@ impl Runtime {
             return Err(fail(last_err("fork monitor")));
         }
         if pid == 0 {
-            // Intermediate: new session, fork the monitor, exit so the monitor is orphaned
-            // (re-parented to init or the nearest subreaper) and outlives `run`.
+            // The monitor runs in its own session. Detached: fork once more and let the
+            // intermediate exit, so the monitor is orphaned (re-parented to init or the nearest
+            // subreaper) and nobody has to reap it. Foreground: the caller waits for the exit
+            // code anyway and reaps the monitor itself, so one fork is enough (a fork and an
+            // exit fewer on the start path); if the caller dies, the monitor is re-parented
+            // all the same.
             unsafe { libc::setsid() };
-            let m = unsafe { libc::fork() };
-            if m != 0 {
-                unsafe { libc::_exit(if m < 0 { 1 } else { 0 }) };
+            if detach {
+                let m = unsafe { libc::fork() };
+                if m != 0 {
+                    unsafe { libc::_exit(if m < 0 { 1 } else { 0 }) };
+                }
             }
             drop(status_r);
             self.monitor_main(
@@ -826,10 +843,16 @@ impl Runtime {
         drop(err);
         let mut reader = BufReader::new(File::from(status_r));
         let msg = read_msg(&mut reader);
-        let mut st = 0;
-        unsafe { libc::waitpid(pid, &mut st, 0) };
+        let reap = |pid: i32| {
+            let mut st = 0;
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+        };
+        if detach || !matches!(msg, Some(MonitorMsg::Started(_))) {
+            // The intermediate (detached), or a monitor that failed and exits.
+            reap(pid);
+        }
         match msg {
-            Some(MonitorMsg::Started(p)) => Ok((reader, p)),
+            Some(MonitorMsg::Started(p)) => Ok((reader, p, (!detach).then_some(pid))),
             Some(MonitorMsg::Failed(reason)) => Err(RuntimeError::StartFailed {
                 name: cfg.name.clone(),
                 reason,
