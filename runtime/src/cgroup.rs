@@ -21,6 +21,9 @@ pub const PARENT: &str = "distill";
 /// v1 controllers a container joins (those that are mounted).
 const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "pids", "blkio", "freezer"];
 
+/// v1 controllers every container joins, limits or not (see [`Cgroup::needed`]).
+const ALWAYS_V1: &[&str] = &["memory", "pids"];
+
 /// v2 controllers enabled for containers (those the root offers).
 const V2_CONTROLLERS: &[&str] = &["memory", "cpu", "pids", "io"];
 
@@ -701,6 +704,93 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The part of this cgroup a container with `limits` needs. v1: the `memory` (OOM
+    /// detection, accounting) and `pids` (the process list) controllers always, plus those
+    /// `limits` write to; creating, joining and removing a v1 directory costs, so a container
+    /// without limits skips cpu/cpuacct/blkio/freezer ([`Cgroup::grow_to`] adds them when an
+    /// update needs them). v2: the whole (single-directory) cgroup.
+    pub fn needed(&self, limits: &Limits) -> Result<Cgroup> {
+        if !self.v1 {
+            return Ok(self.clone());
+        }
+        let plan = self.plan(limits)?;
+        let dirs: BTreeMap<String, PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|(c, d)| {
+                ALWAYS_V1.contains(&c.as_str()) || plan.iter().any(|w| w.path.starts_with(d))
+            })
+            .map(|(c, d)| (c.clone(), d.clone()))
+            .collect();
+        if dirs.is_empty() {
+            return Ok(self.clone());
+        }
+        Ok(Cgroup {
+            v1: true,
+            v2_root: None,
+            dirs,
+        })
+    }
+
+    /// The directories of this cgroup that exist.
+    pub fn existing(&self) -> Cgroup {
+        Cgroup {
+            v1: self.v1,
+            v2_root: self.v2_root.clone(),
+            dirs: self
+                .dirs
+                .iter()
+                .filter(|(_, d)| d.is_dir())
+                .map(|(c, d)| (c.clone(), d.clone()))
+                .collect(),
+        }
+    }
+
+    /// Creates the directories of `want` that do not exist yet and moves every process of
+    /// this (existing) cgroup into them, repeating until no process is left behind (one
+    /// forked during the move is caught by the next pass).
+    pub fn grow_to(&self, want: &Cgroup) -> Result<()> {
+        let have = self.paths();
+        let missing: Vec<PathBuf> = want
+            .paths()
+            .into_iter()
+            .filter(|d| !have.contains(d))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for d in &missing {
+            match fs::create_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("create", d)(e)),
+            }
+        }
+        for _ in 0..100 {
+            let procs = self.procs()?;
+            let mut moved = false;
+            for d in &missing {
+                let f = d.join("cgroup.procs");
+                let there = fs::read_to_string(&f).map_err(io_err("read", &f))?;
+                for pid in &procs {
+                    if there.lines().any(|l| l.trim() == pid.to_string()) {
+                        continue;
+                    }
+                    match fs::write(&f, pid.to_string()) {
+                        Ok(()) => moved = true,
+                        // Exited in the meantime.
+                        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                        Err(e) => return Err(io_err("write", &f)(e)),
+                    }
+                }
+            }
+            if !moved {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
     /// v1 only: moves the *calling thread* into every directory of this cgroup by writing `0`
     /// to each `tasks` file, and returns the directories it was in (for
     /// [`Cgroup::leave_self`]). A process the thread then clones is born in this cgroup, with
@@ -901,6 +991,64 @@ fn write_file(w: &FileWrite) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a v1 host: a cgroup without limits has only memory and pids; an update that needs
+    /// cpu creates that directory and moves the running process into it; a thread that enters
+    /// and leaves with `enter_self`/`leave_self` ends up where it was.
+    #[test]
+    fn v1_needed_controllers_grow_and_self_moves() {
+        let h = Hierarchy::detect().unwrap();
+        if !h.is_v1()
+            || !["memory", "pids", "cpu"]
+                .iter()
+                .all(|c| h.v1.contains_key(*c))
+        {
+            eprintln!("skipped: needs cgroup v1 memory, pids and cpu");
+            return;
+        }
+        let name = format!("unit-grow-{}", std::process::id());
+        let full = h.cgroup(&name);
+        let bare = full.needed(&Limits::default()).unwrap();
+        let mut keys: Vec<&String> = bare.dirs.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["memory", "pids"]);
+        bare.create().unwrap();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id() as i32;
+        bare.add_pid(pid).unwrap();
+        let cpu = Limits {
+            cpu_shares: Some(512),
+            ..Default::default()
+        };
+        let want = full.needed(&cpu).unwrap();
+        assert!(want.dirs.contains_key("cpu"));
+        full.existing().grow_to(&want).unwrap();
+        let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let cpu_line = own
+            .lines()
+            .find(|l| l.split(':').nth(1).unwrap().split(',').any(|c| c == "cpu"))
+            .unwrap();
+        assert!(cpu_line.ends_with(&format!("/distill/{name}")), "{own}");
+        full.update(&cpu).unwrap();
+        assert_eq!(full.read("cpu", "cpu.shares").unwrap(), "512");
+        // Self-move in and out.
+        let before = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+        let back = bare.enter_self().unwrap();
+        let inside = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+        assert!(inside.contains(&format!("/distill/{name}")), "{inside}");
+        Cgroup::leave_self(&back).unwrap();
+        assert_eq!(
+            fs::read_to_string("/proc/thread-self/cgroup").unwrap(),
+            before
+        );
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        full.remove().unwrap();
+        assert!(full.paths().iter().all(|p| !p.exists()));
+    }
 
     #[test]
     fn detects_hybrid_and_v2() {

@@ -966,6 +966,12 @@ impl Runtime {
                 );
             }
         }
+        // v1: only the controllers the limits use (plus memory and pids).
+        let cg_full = cg.clone();
+        let cg = match cg.needed(&cfg.limits) {
+            Ok(c) => c,
+            Err(e) => finish_failed(&mut status, e.to_string(), false),
+        };
         let (mut child, child_pid) = if self.cgroups.is_v1() {
             // v1: the (single-threaded) monitor steps into the container's cgroup, clones the
             // container there and steps back out. Self-moves of one thread skip the RCU grace
@@ -1049,7 +1055,8 @@ impl Runtime {
         }
         let (code, signal) = exit_code(st);
         let oom = cg.oom_killed();
-        let _ = cg.remove();
+        // All controllers: an update may have added some.
+        let _ = cg_full.remove();
         if cfg.auto_remove {
             self.discard(&name);
         } else {
@@ -1204,7 +1211,11 @@ impl Runtime {
         }
         let merged = s.config.limits.merged(new);
         merged.validate()?;
-        self.cgroup(name).update(new)?;
+        // A container started without, say, a CPU limit has no cpu directory yet (v1).
+        let cg = self.cgroup(name);
+        cg.existing().grow_to(&cg.needed(&merged)?)?;
+        cg.update(new)?;
+        s.cgroup_paths = cg.existing().paths();
         s.config.limits = merged.clone();
         self.state.write(&s, &lock)?;
         Ok(merged)
@@ -1256,7 +1267,7 @@ impl Runtime {
             return Err(RuntimeError::NotRunning(name.into()));
         }
         let me = child.pid().to_string();
-        for d in self.cgroup(name).paths() {
+        for d in self.cgroup(name).existing().paths() {
             let p = d.join("cgroup.procs");
             if let Err(e) = fs::write(&p, &me) {
                 let _ = child.wait();
