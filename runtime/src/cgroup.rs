@@ -798,9 +798,9 @@ impl Cgroup {
     ///
     /// Why: moving another process (`cgroup.procs`) write-locks `cgroup_threadgroup_rwsem`,
     /// and the first writer after a quiet period waits for a full RCU grace period (10-40 ms
-    /// on a HZ=250 kernel). Moving only the calling thread skips that lock (Linux ≥ 5.17
-    /// does not take it for a single-thread self-move), so it costs microseconds. The caller
-    /// must be single-threaded in the sense that matters: only the calling thread moves.
+    /// measured on a HZ=250 6.18 kernel). Writing `0` to `tasks` moves only the calling
+    /// thread, which recent kernels do without that lock, so it costs microseconds (an older
+    /// kernel takes the lock: slower, still correct). Only the calling thread moves.
     pub fn enter_self(&self) -> Result<Vec<PathBuf>> {
         if !self.v1 {
             return Err(CgroupError::Unsupported {
