@@ -378,12 +378,18 @@ impl Manifest {
             path: path.to_path_buf(),
             source,
         })?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| ManifestError::NotUtf8 {
+        Manifest::load_bytes(path, &bytes)
+    }
+
+    /// Like [`Manifest::load`], for the bytes the caller already read from `path` (e.g. the
+    /// bytes whose signature it verified).
+    pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedManifest, ManifestError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ManifestError::NotUtf8 {
             path: path.to_path_buf(),
             offset: e.valid_up_to(),
         })?;
         let manifest = Manifest::parse_str(text, path)?;
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -807,7 +813,7 @@ fn convert_package(
             Some(n.clone())
         }
     };
-    Ok(Package {
+    let package = Package {
         version,
         inputs,
         unpack,
@@ -815,7 +821,22 @@ fn convert_package(
         shell,
         env,
         root,
-    })
+    };
+    // Every dependency (inputs, unpack and root alike) is exported as a variable in the build;
+    // two that map to the same variable would silently shadow each other.
+    let mut vars: BTreeMap<String, &str> = BTreeMap::new();
+    for dep in package.dependencies() {
+        if let Some(var) = input_env_name(dep) {
+            if let Some(other) = vars.insert(var.clone(), dep) {
+                return Err(ctx.err(
+                    None,
+                    format!("package.{name}"),
+                    format!("inputs {other:?} and {dep:?} would both be ${var} in the build; rename one"),
+                ));
+            }
+        }
+    }
+    Ok(package)
 }
 
 /// A dependency edge: target package, span of the reference, field path of the reference.

@@ -647,11 +647,18 @@ fn humantime_utc(t: SystemTime) -> String {
 /// `keyrings`. Succeeds when at least one signature in the `.asc` was made by a key in the
 /// keyrings that is neither revoked nor expired now, and matches the file's bytes.
 pub fn verify_file(path: &Path, keyrings: &[PathBuf]) -> Result<Signer, VerifyError> {
-    let certs = read_keyrings(path, keyrings)?;
     let data = fs::read(path).map_err(|source| VerifyError::Read {
         file: path.to_path_buf(),
         source,
     })?;
+    verify_bytes(path, &data, keyrings)
+}
+
+/// Like [`verify_file`], for bytes the caller already read from `path`: a caller that goes on
+/// to parse them checks the signature of exactly what it parses (reading the file twice would
+/// let it change in between).
+pub fn verify_bytes(path: &Path, data: &[u8], keyrings: &[PathBuf]) -> Result<Signer, VerifyError> {
+    let certs = read_keyrings(path, keyrings)?;
     let sig_path = signature_path(path);
     let sig_bytes = match fs::read(&sig_path) {
         Ok(b) => b,
@@ -714,7 +721,7 @@ pub fn verify_file(path: &Path, keyrings: &[PathBuf]) -> Result<Signer, VerifyEr
     let mut verifier = DetachedVerifierBuilder::from_bytes(&sig_bytes)
         .and_then(|b| b.with_policy(&policy, None, helper))
         .map_err(|e| malformed(one_line(e)))?;
-    let run = verifier.verify_bytes(&data);
+    let run = verifier.verify_bytes(data);
     let helper = verifier.into_helper();
     if let Some(fpr) = helper.good.first() {
         let cert = candidates

@@ -349,6 +349,11 @@ fn input_variables_do_not_collide() {
     );
     let m = message(&minimal("[package.out]\nbuild = [\"x\"]\n"));
     assert!(m.contains("package.out: the name `out` is reserved"), "{m}");
+    // An unpacked source is a variable in the build too.
+    let text = minimal(&format!("[source.\"a.b\"]\nfile = \"x\"\nsha256 = \"{SHA}\"\n[source.a_b]\nfile = \"y\"\nsha256 = \"{SHA}\"\n"))
+        .replace("inputs = [\"a\"]", "inputs = [\"a_b\"]\nunpack = [\"a.b\"]");
+    let m = message(&text);
+    assert!(m.contains("would both be $a_b"), "{m}");
 }
 
 #[test]
