@@ -89,10 +89,10 @@ fn oci_compression(c: distill_manifest::Compression) -> distill_oci::Compression
     }
 }
 
-/// Groups of package names, one group per layer, respecting the budget.
-pub fn layer_groups(packages: &[String], budget: u32) -> Vec<Vec<String>> {
+/// Groups of packages (names or indices), one group per layer, respecting the budget.
+pub fn layer_groups<T: Clone>(packages: &[T], budget: u32) -> Vec<Vec<T>> {
     let budget = budget.max(1) as usize;
-    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut groups: Vec<Vec<T>> = Vec::new();
     for (i, p) in packages.iter().enumerate() {
         if i < budget {
             groups.push(vec![p.clone()]);
@@ -189,13 +189,12 @@ pub fn assemble(inp: &ImageInputs<'_>) -> Result<ImageReport, BuildError> {
         .temp_dir(&format!("image-{name}"))
         .map_err(|e| image_err(name, e))?;
 
-    let owner = match image.owner {
-        Some(o) => Ownership::Fixed {
+    let owner = image
+        .owner
+        .map_or(Ownership::default(), |o| Ownership::Fixed {
             uid: o.uid,
             gid: o.gid,
-        },
-        None => Ownership::Fixed { uid: 0, gid: 0 },
-    };
+        });
     let compression = oci_compression(image.compression);
     let budget = image.layer_budget.unwrap_or(DEFAULT_LAYER_BUDGET);
     let all_trees: Vec<PathBuf> = image
@@ -233,25 +232,16 @@ pub fn assemble(inp: &ImageInputs<'_>) -> Result<ImageReport, BuildError> {
                 .map(|r| crate::prune::paths_for_package(&r.set, &all_trees, i))
         })
         .collect();
-    let contributing: Vec<String> = image
-        .packages
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| kept[*i].as_ref().is_none_or(|k| !k.is_empty()))
-        .map(|(_, p)| p.clone())
+    // Indices of the packages that still have something in the image.
+    let contributing: Vec<usize> = (0..all_trees.len())
+        .filter(|&i| kept[i].as_ref().is_none_or(|k| !k.is_empty()))
         .collect();
 
     let mut layers = Vec::new();
-    for (i, group) in layer_groups(&contributing, budget).iter().enumerate() {
-        let indices: Vec<usize> = group
+    for (i, indices) in layer_groups(&contributing, budget).iter().enumerate() {
+        let group: Vec<&str> = indices
             .iter()
-            .map(|p| {
-                image
-                    .packages
-                    .iter()
-                    .position(|q| q == p)
-                    .expect("image package")
-            })
+            .map(|&j| image.packages[j].as_str())
             .collect();
         let trees: Vec<PathBuf> = indices.iter().map(|&j| all_trees[j].clone()).collect();
         let root = if trees.len() == 1 {

@@ -163,10 +163,15 @@ pub struct Verified {
     pub signer: Signer,
 }
 
-/// Verify the signature, then load and validate the manifest. Writes nothing.
+/// Verify the signature, then load and validate the manifest. Writes nothing. The file is
+/// read once: what is parsed is exactly what was verified.
 pub fn verify_and_load(manifest: &Path, keyrings: &[PathBuf]) -> Result<Verified, BuildError> {
-    let signer = sign::verify_file(manifest, keyrings)?;
-    let manifest = distill_manifest::Manifest::load(manifest)?;
+    let bytes = std::fs::read(manifest).map_err(|source| VerifyError::Read {
+        file: manifest.to_path_buf(),
+        source,
+    })?;
+    let signer = sign::verify_bytes(manifest, &bytes, keyrings)?;
+    let manifest = distill_manifest::Manifest::load_bytes(manifest, &bytes)?;
     Ok(Verified { manifest, signer })
 }
 
@@ -179,6 +184,17 @@ pub fn build(manifest: &Path, opts: &BuildOptions) -> Result<BuildReport, BuildE
 /// Build a manifest whose signature was already verified.
 pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let m = &v.manifest;
+    let name = record_name(m);
+    // Refused before anything is fetched or built.
+    if opts.out.is_some() && m.manifest.image.is_none() {
+        return Err(BuildError::Image {
+            image: name,
+            reason: format!(
+                "{} has no [image] section; drop --out or add one",
+                m.path.display()
+            ),
+        });
+    }
     let store = Store::open(&opts.root).map_err(|e| BuildError::Store {
         root: opts.root.clone(),
         reason: e.to_string(),
@@ -192,21 +208,19 @@ pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, 
     let fingerprint = v.signer.fingerprint.clone();
     let epoch = m.manifest.source_date_epoch as i64;
 
-    let mut infos: Vec<(String, bool, PathInfo)> = Vec::new();
-    let pending: Vec<&plan::Node> = plan
+    // Each path's info is read once: what is already valid, and what is left to do.
+    let existing: Vec<Option<PathInfo>> = plan
         .nodes
         .iter()
-        .filter(|n| !matches!(store.info(&n.store_name), Ok(Some(_))))
+        .map(|n| store.info(&n.store_name).ok().flatten())
         .collect();
-    let overall = if pending.is_empty() {
-        None
-    } else {
-        Some(opts.progress.steps("building", pending.len() as u64))
-    };
+    let pending = existing.iter().filter(|i| i.is_none()).count();
+    let overall = (pending > 0).then(|| opts.progress.steps("building", pending as u64));
 
-    for node in &plan.nodes {
-        if let Ok(Some(info)) = store.info(&node.store_name) {
-            infos.push((node.name.clone(), false, info));
+    let mut infos: Vec<(&plan::Node, bool, PathInfo)> = Vec::new();
+    for (node, existing) in plan.nodes.iter().zip(existing) {
+        if let Some(info) = existing {
+            infos.push((node, false, info));
             continue;
         }
         if let Some(b) = &overall {
@@ -244,7 +258,7 @@ pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, 
         if let Some(b) = &overall {
             b.inc();
         }
-        infos.push((node.name.clone(), ran.get(), info));
+        infos.push((node, ran.get(), info));
     }
     drop(overall);
 
@@ -255,13 +269,9 @@ pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, 
         signer: fingerprint,
         paths: infos
             .into_iter()
-            .map(|(name, built, info)| BuiltPath {
-                kind: if m.manifest.sources.contains_key(&name) {
-                    "source".into()
-                } else {
-                    "package".into()
-                },
-                name,
+            .map(|(node, built, info)| BuiltPath {
+                kind: if node.is_source { "source" } else { "package" }.into(),
+                name: node.name.clone(),
                 store_name: info.name.to_string(),
                 path: store.path(&info.name),
                 output_hash: info.output_hash.clone(),
@@ -270,9 +280,8 @@ pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, 
             .collect(),
         image: None,
     };
-    let name = record_name(m);
-    if let (Some(out), Some(_)) = (&opts.out, &m.manifest.image) {
-        report.image = Some(match unchanged_image(&store, &name, m, out) {
+    if let Some(out) = &opts.out {
+        report.image = Some(match unchanged_image(&store, &name, m, out, opts.format) {
             Some(previous) => previous,
             None => image::assemble(&image::ImageInputs {
                 store: &store,
@@ -282,14 +291,6 @@ pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, 
                 out_dir: out,
                 format: opts.format,
             })?,
-        });
-    } else if opts.out.is_some() {
-        return Err(BuildError::Image {
-            image: name,
-            reason: format!(
-                "{} has no [image] section; drop --out or add one",
-                m.path.display()
-            ),
         });
     }
     let record = serde_json::to_value(&report).expect("report serializes");
@@ -303,12 +304,14 @@ pub fn build_verified(v: &Verified, opts: &BuildOptions) -> Result<BuildReport, 
 }
 
 /// The image of the previous build of the same manifest, if its files are still there and
-/// unchanged (same manifest digest, same archive bytes): then nothing needs writing.
+/// unchanged (same manifest digest, same archive bytes, every asked-for format written):
+/// then nothing needs writing.
 fn unchanged_image(
     store: &Store,
     name: &str,
     m: &LoadedManifest,
     out: &Path,
+    format: OutputFormat,
 ) -> Option<ImageReport> {
     let record = store.record("build", name).ok()??;
     let previous: BuildReport = serde_json::from_value(record.record).ok()?;
@@ -316,6 +319,8 @@ fn unchanged_image(
     if previous.manifest_digest != m.digest
         || image.archive != out.join(format!("{}.oci.tar", image.name))
         || !image.sbom.exists()
+        || (format == OutputFormat::DockerArchive
+            && !image.docker_archive.as_ref().is_some_and(|d| d.exists()))
     {
         return None;
     }

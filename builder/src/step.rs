@@ -81,7 +81,9 @@ impl StepContext<'_> {
                 path.push(p.to_string());
             }
         }
-        let mut env = vec![
+        // Later entries win: the fixed variables, then the inputs' variables, then the
+        // manifest's `env` (validation keeps it off the reserved names).
+        let mut env: std::collections::BTreeMap<String, String> = [
             ("PATH".to_string(), path.join(":")),
             ("HOME".to_string(), "/homeless".to_string()),
             ("TMPDIR".to_string(), "/tmp".to_string()),
@@ -92,18 +94,18 @@ impl StepContext<'_> {
                 "out".to_string(),
                 sandbox_path(self.out_store_name).display().to_string(),
             ),
-        ];
+        ]
+        .into_iter()
+        .collect();
         for i in self.inputs {
             if let Some(var) = distill_manifest::input_env_name(&i.name) {
-                env.push((var, sandbox_path(&i.store_name).display().to_string()));
+                env.insert(var, sandbox_path(&i.store_name).display().to_string());
             }
         }
         for (k, v) in self.env {
-            env.push((k.clone(), v.clone()));
+            env.insert(k.clone(), v.clone());
         }
-        env.sort();
-        env.dedup_by(|a, b| a.0 == b.0);
-        env
+        env.into_iter().collect()
     }
 
     /// The shell prefix with `$name` at the start of an argument replaced by its value.
@@ -282,4 +284,37 @@ impl StepContext<'_> {
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_env_overrides_fixed_variables_it_may_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [("TMPDIR".to_string(), "/tmp/x".to_string())];
+        let ctx = StepContext {
+            package: "p",
+            inputs: &[],
+            root: None,
+            out_store_name: "0123-p-0",
+            out_host: dir.path(),
+            build_host: dir.path(),
+            env: &env,
+            shell: &[],
+            epoch: 0,
+        };
+        let got = ctx.environment();
+        // "/tmp" sorts before "/tmp/x": a sort-and-dedup would have kept the fixed value.
+        assert!(
+            got.contains(&("TMPDIR".to_string(), "/tmp/x".to_string())),
+            "{got:?}"
+        );
+        assert_eq!(got.iter().filter(|(k, _)| k == "TMPDIR").count(), 1);
+        let keys: Vec<&String> = got.iter().map(|(k, _)| k).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "the environment is sorted");
+    }
 }

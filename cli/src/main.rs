@@ -278,7 +278,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("distill: {:#}", f.error);
+            eprintln!("distill: {}", error_line(&f.error));
             ExitCode::from(f.code)
         }
     }
@@ -379,6 +379,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// An error and its causes on one line. The crates' errors name their cause in their own
+/// message (and also expose it as `source`), so a cause already in the line is not repeated.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// The keyrings to trust: `--keyring` flags, else `DISTILL_KEYRING` (colon-separated), else

@@ -111,32 +111,40 @@ impl Images {
             .clone()
             .unwrap_or_else(|| info.config_digest.clone());
         let dest = self.dir.join(digest.hex());
-        let fresh = if dest.join("image.json").exists() {
-            false
+        // `Some(bytes unpacked)` when this call unpacked it.
+        let unpacked: Option<u64> = if dest.join("rootfs").exists() {
+            None
         } else {
             match load_archive(archive, &dest) {
-                Ok(_) => true,
+                Ok(loaded) => Some(loaded.unpacked_bytes),
                 // Another load of the same image won the race.
-                Err(Error::DestinationExists(_)) => false,
+                Err(Error::DestinationExists(_)) => None,
                 Err(e) => {
-                    if dest.join("image.json").exists() {
-                        false
+                    if dest.join("rootfs").exists() {
+                        None
                     } else {
                         return Err(e);
                     }
                 }
             }
         };
+        let fresh = unpacked.is_some();
         let name = info.ref_name.clone().map(|n| normalize_name(&n));
         let _lock = self.lock()?;
-        let rec = if fresh {
+        // The record is written after the unpacked directory is renamed into place: a
+        // concurrent load that lost the rename, or a load interrupted in between, finds the
+        // directory without it, and writes it here.
+        let rec = if fresh || !dest.join("image.json").exists() {
             let cfg_path = dest.join("config.json");
             let cfg = fs::read(&cfg_path).map_err(io_err(&cfg_path, "read"))?;
             ImageRecord {
                 name: name.clone(),
                 digest: digest.as_str().to_string(),
                 config_digest: info.config_digest.as_str().to_string(),
-                size: dir_size(&dest.join("rootfs")).map_err(io_err(&dest, "measure"))?,
+                size: match unpacked {
+                    Some(bytes) => bytes,
+                    None => dir_size(&dest.join("rootfs")).map_err(io_err(&dest, "measure"))?,
+                },
                 created: created_of(&cfg),
                 loaded_at: now_secs(),
                 annotations: info.annotations.clone(),

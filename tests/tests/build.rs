@@ -583,3 +583,45 @@ fn pin_deb_writes_source_entries_apt_agrees_with() {
         run.stderr
     );
 }
+
+#[test]
+fn out_without_an_image_section_is_refused_before_any_work() {
+    let w = World::new();
+    let m = w.manifest("noimage", &busybox_package(&["touch $out/ok"]), &[]);
+    let out = w.path("out");
+    let run = w.distill(&[
+        "build",
+        m.to_str().unwrap(),
+        "--keyring",
+        w.cert().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("has no [image] section"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        w.store_entries().is_empty(),
+        "nothing is fetched or built: {:?}",
+        w.store_entries()
+    );
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let w = World::new();
+    // A directory in the store that is not a store name.
+    std::fs::create_dir_all(w.root.join("store/not-a-name")).unwrap();
+    let run = w.distill(&["store", "ls"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("not-a-name"), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("invalid store name").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}

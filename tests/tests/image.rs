@@ -592,3 +592,37 @@ fn a_relative_out_dir_is_recorded_so_verify_works_from_anywhere() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn asking_for_a_docker_archive_after_an_oci_only_build_writes_it() {
+    // The second build finds the OCI archive unchanged, but must still write what is asked.
+    let w = World::new();
+    let m = w.example("hello");
+    let out = w.path("out");
+    build_hello(&w, &m, &out, &[]);
+    assert!(!out.join("hello.docker.tar").exists());
+    build_hello(&w, &m, &out, &["--format", "docker-archive"]);
+    assert!(out.join("hello.docker.tar").exists());
+}
+
+#[test]
+fn a_load_interrupted_before_its_record_is_completed_by_the_next_load() {
+    let w = World::new();
+    let m = w.example("hello");
+    let (digest, archive) = build_hello(&w, &m, &w.path("out"), &[]);
+    w.distill(&["load", archive.to_str().unwrap()]).ok();
+    // As if the loader died between renaming the image into place and writing its record.
+    let dir = w
+        .root
+        .join("images")
+        .join(digest.trim_start_matches("sha256:"));
+    std::fs::remove_file(dir.join("image.json")).unwrap();
+    let run = w.distill(&["images"]);
+    run.ok();
+    assert!(!run.stdout.contains("hello:latest"), "{}", run.stdout);
+    let run = w.distill(&["load", archive.to_str().unwrap()]);
+    run.ok();
+    assert_eq!(run.stdout.trim(), digest);
+    let run = w.distill(&["images"]);
+    assert!(run.stdout.contains("hello:latest"), "{}", run.stdout);
+}
