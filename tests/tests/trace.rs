@@ -238,3 +238,19 @@ fn python_app_is_pruned_and_still_prints_its_result() {
         run.stdout
     );
 }
+
+#[test]
+fn tracing_a_missing_program_in_a_root_is_an_error() {
+    let w = World::new();
+    let root = w.path("emptyroot");
+    std::fs::create_dir_all(&root).unwrap();
+    let run = w.distill(&[
+        "trace",
+        "--in",
+        root.to_str().unwrap(),
+        "--",
+        "/nonexistent",
+    ]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("/nonexistent"), "{}", run.stderr);
+}

@@ -44,6 +44,14 @@ pub fn parse_ld_cache(bytes: &[u8]) -> Result<Vec<(String, String)>, String> {
         return Err("unknown magic (expected glibc-ld.so.cache1.1)".into());
     };
     let nlibs = u32_at(bytes, base + 20).ok_or("truncated header")? as usize;
+    // The count comes from the image: check it against the file before trusting it.
+    let table_end = nlibs
+        .checked_mul(24)
+        .and_then(|n| n.checked_add(base + 48))
+        .ok_or("entry count overflows")?;
+    if table_end > bytes.len() {
+        return Err("truncated entry table".into());
+    }
     let mut out = Vec::with_capacity(nlibs);
     for i in 0..nlibs {
         let e = base + 48 + i * 24;
@@ -321,4 +329,22 @@ pub fn elf_closure(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_entry_count_is_refused_not_allocated() {
+        // A header claiming u32::MAX entries in a file that holds none.
+        let mut bytes = NEW_MAGIC.to_vec();
+        bytes.resize(48, 0);
+        bytes[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = parse_ld_cache(&bytes).unwrap_err();
+        assert!(
+            e.contains("truncated entry table") || e.contains("overflows"),
+            "{e}"
+        );
+    }
 }

@@ -54,8 +54,10 @@ impl Released {
     }
 }
 
-/// Spawn `spec` waiting for release, attach, then release it from a helper thread (release
-/// returns only once the child has exec'd, which needs the tracer loop running).
+/// Spawn `spec` waiting for release, attach, then release it from a helper thread. With a
+/// `pre_exec` hook, `release` returns when the child is about to run the hook; the thread then
+/// waits for the exec itself (which needs the tracer loop running), so that a program that
+/// cannot be executed inside the root is reported as an error, not as exit code 127.
 pub(crate) fn spawn(
     mut spec: Spec,
     setup: &ChildSetup,
@@ -84,7 +86,8 @@ pub(crate) fn spawn(
         .name("distill-tracer-release".into())
         .spawn(move || {
             let mut child = child;
-            child.release()
+            child.release()?;
+            child.exec_result()
         })
         .map_err(|e| TraceError::Os {
             op: "spawn the sandbox release thread".into(),
