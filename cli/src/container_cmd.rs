@@ -407,10 +407,8 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
         .name
         .clone()
         .unwrap_or_else(|| default_name(rec.name.as_deref().unwrap_or(&a.image)));
-    let hostname = a
-        .hostname
-        .clone()
-        .unwrap_or_else(|| name.chars().take(63).collect());
+    // Empty: the runtime names the host after the container.
+    let hostname = a.hostname.clone().unwrap_or_default();
     let cfg = ContainerConfig {
         name: name.clone(),
         image: rec.name.clone().unwrap_or_else(|| rec.digest.clone()),

@@ -102,7 +102,11 @@ fn parse_since(s: &str) -> Result<SystemTime, Failure> {
         return Ok(t);
     }
     match humantime::parse_duration(s) {
-        Ok(d) => Ok(SystemTime::now() - d),
+        Ok(d) => SystemTime::now().checked_sub(d).ok_or_else(|| {
+            refused(anyhow::anyhow!(
+                "--since {s:?}: that is before any time this machine can represent; give a shorter duration"
+            ))
+        }),
         Err(_) => Err(refused(anyhow::anyhow!(
             "--since {s:?}: give an RFC 3339 time (2024-05-01T12:00:00Z) or a duration such as 10m"
         ))),
@@ -250,7 +254,7 @@ fn one(
             )));
         }
         if dump.is_none() || !a.follow {
-            return Ok(()); // nothing logged (yet), e.g. a foreground container
+            return Ok(()); // nothing logged (yet), e.g. logd could not be reached
         }
     }
     let mut p = Printer {

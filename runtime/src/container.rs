@@ -209,8 +209,10 @@ impl Prepared {
                 cgroup: true,
                 ..Namespaces::all()
             },
+            // Default: the container's name, cut to the 64 bytes a hostname may have (names
+            // may be longer; they are ASCII, so bytes are characters).
             hostname: Some(if cfg.hostname.is_empty() {
-                cfg.name.clone()
+                cfg.name.chars().take(63).collect()
             } else {
                 cfg.hostname.clone()
             }),

@@ -20,8 +20,8 @@
 //! reached, they go to `stdout.log`/`stderr.log` in the container's state directory (with one
 //! warning line on stderr). Lifecycle events (`created`, `started`, `oom-killed`,
 //! `exited code=N` / `exited signal=NAME`) go to the daemon as `<name>.event`.
-//! Foreground containers stream to the caller's terminal only; their events still reach a
-//! daemon that is already running (it is not started for them).
+//! Foreground containers stream to the caller's terminal and, through the same daemon, to the
+//! log (when the daemon cannot be reached, to the terminal only).
 
 pub mod cgroup;
 pub mod container;
@@ -1044,16 +1044,17 @@ impl Runtime {
         event("started");
         say(&mut status, &format!("S {child}\n"));
         let mut st = 0;
-        loop {
+        let reaped = loop {
             let r = unsafe { libc::waitpid(child, &mut st, 0) };
             if r == child {
-                break;
+                break true;
             }
             if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
+                break false;
             }
-        }
-        let (code, signal) = exit_code(st);
+        };
+        // A status that was never read is unknown, not "exited 0".
+        let (code, signal) = if reaped { exit_code(st) } else { (255, None) };
         let oom = cg.oom_killed();
         // All controllers: an update may have added some.
         let _ = cg_full.remove();
@@ -1062,7 +1063,8 @@ impl Runtime {
         } else {
             let _ = record(&|s: &mut State| {
                 s.status = Status::Exited;
-                s.exit_code = Some(code);
+                s.exit_code = reaped.then_some(code);
+                s.exit_unknown = !reaped;
                 s.signal = signal;
                 s.oom_killed = oom;
                 s.finished_ms = Some(state::now_ms());
@@ -1072,9 +1074,10 @@ impl Runtime {
         if oom {
             event("oom-killed");
         }
-        match signal {
-            Some(sig) => event(&format!("exited signal={}", signal_name(sig))),
-            None => event(&format!("exited code={code}")),
+        match (reaped, signal) {
+            (false, _) => event("exited status unknown"),
+            (true, Some(sig)) => event(&format!("exited signal={}", signal_name(sig))),
+            (true, None) => event(&format!("exited code={code}")),
         }
         say(&mut status, &format!("X {code}\n"));
         unsafe { libc::_exit(0) }

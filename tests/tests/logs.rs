@@ -91,6 +91,10 @@ fn logs_of_a_detached_container_from_the_first_byte_to_the_last_line() {
     let r = lab.distill(&["logs", "--since", "yesterday-ish", "job"]);
     r.expect_code(2);
     assert!(r.stderr.contains("--since"), "{}", r.stderr);
+    // A duration reaching before the epoch is refused, not a panic.
+    let r = lab.distill(&["logs", "--since", "500000000000y", "job"]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("--since"), "{}", r.stderr);
     // The logs outlive the container.
     lab.distill(&["rm", "job"]).ok();
     let r = lab.distill(&["logs", "job"]);
@@ -216,7 +220,7 @@ fn logs_all_follow_streams_lines_and_lifecycle_events() {
             "hog.event exited signal=KILL"
         ]
     );
-    // A foreground run's events reach the running daemon too (its lines go to the terminal).
+    // A foreground run's events reach the daemon too (its lines go to the terminal and the log).
     lab.sh(&["--rm", "--name", "fg"], "echo terminal").ok();
     let got = until(&rx, 20, |l| l.starts_with("fg.event exited"));
     assert!(got.iter().any(|l| l == "fg.event started"), "{got:#?}");
@@ -284,8 +288,6 @@ fn lines_of_two_containers_interleave_without_tearing() {
     let r = lab.distill(&["logs", "--all"]);
     r.ok();
     let mut seen = [0usize; 2];
-    let mut switches = 0;
-    let mut last = "";
     for l in r.stdout.lines() {
         let (src, msg) = l.split_once(' ').unwrap();
         let tag = match src {
@@ -296,13 +298,8 @@ fn lines_of_two_containers_interleave_without_tearing() {
         let k = usize::from(tag == "B");
         assert_eq!(msg, format!("{tag} {} {pad}", seen[k]), "torn line {l:?}");
         seen[k] += 1;
-        if src != last {
-            switches += 1;
-            last = src;
-        }
     }
     assert_eq!(seen, [n, n]);
-    assert!(switches >= 1);
 }
 
 #[test]
