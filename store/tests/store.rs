@@ -660,5 +660,7 @@ fn gc_waits_for_running_add() {
     h.join().unwrap();
     assert!(report.removed.is_empty());
     assert_eq!(report.removed_temp, 0);
+    // Only a gc that waited for the add saw the path valid (and so kept it).
+    assert_eq!(report.kept, 1, "gc did not wait for the running add");
     assert!(store.info(&n).unwrap().is_some());
 }
