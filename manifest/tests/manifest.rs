@@ -506,18 +506,3 @@ fn read_errors_name_the_path() {
         "{e}"
     );
 }
-
-#[test]
-fn relative_manifest_path_gets_absolute_dir() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), &minimal(""));
-    // A path relative to a directory we name explicitly: join keeps it relative-looking but
-    // the loaded dir must be absolute and point at the same place.
-    let rel = PathBuf::from(format!("{}/./manifest.toml", dir.path().display()));
-    let loaded = Manifest::load(&rel).unwrap();
-    assert!(loaded.dir.is_absolute());
-    assert_eq!(
-        fs::canonicalize(&loaded.dir).unwrap(),
-        fs::canonicalize(dir.path()).unwrap()
-    );
-}

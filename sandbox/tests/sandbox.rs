@@ -663,7 +663,7 @@ fn pre_exec_can_stop_for_a_tracer_and_errors_are_reported() {
 }
 
 /// A cgroup (v1 `pids` or v2) this test may create and move processes into.
-fn test_cgroup(tag: &str) -> Option<(std::path::PathBuf, &'static str)> {
+fn test_cgroup(tag: &str) -> (std::path::PathBuf, &'static str) {
     for (base, key) in [
         ("/sys/fs/cgroup/pids", ":pids:"),
         ("/sys/fs/cgroup/unified", "0::"),
@@ -672,18 +672,20 @@ fn test_cgroup(tag: &str) -> Option<(std::path::PathBuf, &'static str)> {
         if std::path::Path::new(base).join("cgroup.procs").exists() {
             let dir = std::path::Path::new(base)
                 .join(format!("distill-sandbox-{tag}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).ok()?;
-            return Some((dir, key));
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("create cgroup {}: {e}", dir.display()));
+            return (dir, key);
         }
     }
-    eprintln!("skipping: no writable cgroup hierarchy");
-    None
+    panic!(
+        "no writable cgroup hierarchy (v1 pids or v2) under /sys/fs/cgroup; run the tests as root"
+    );
 }
 
 /// Spawn `cat /proc/self/cgroup` with a cgroup namespace, move it into a fresh cgroup while it
 /// waits, and return the line of that hierarchy.
 fn cgroup_line_seen_inside(late: bool) -> String {
-    let (cg, key) = test_cgroup(if late { "late" } else { "early" }).unwrap();
+    let (cg, key) = test_cgroup(if late { "late" } else { "early" });
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut spec = busybox_spec(&["cat", "/proc/self/cgroup"]);
     spec.proc = Proc::Mount;
@@ -711,12 +713,8 @@ fn cgroup_namespace_after_release_shows_own_cgroup_as_root() {
     if !have_busybox() {
         return;
     }
-    if test_cgroup("probe")
-        .map(|(d, _)| std::fs::remove_dir(d))
-        .is_none()
-    {
-        return;
-    }
+    let (probe, _) = test_cgroup("probe");
+    std::fs::remove_dir(probe).unwrap();
     let late = cgroup_line_seen_inside(true);
     assert!(late.ends_with(":/"), "{late}");
     // Control: a namespace made at clone sees the move as leaving its root.
@@ -909,14 +907,13 @@ fn spawn_works_inside_unshare_r() {
         println!("INNER-OK");
         return;
     }
-    if std::process::Command::new("unshare")
-        .arg("--help")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: unshare (util-linux) missing");
-        return;
-    }
+    assert!(
+        std::process::Command::new("unshare")
+            .arg("--help")
+            .output()
+            .is_ok(),
+        "unshare is missing: run scripts/install-deps (apt-get install util-linux)"
+    );
     let out = std::process::Command::new("unshare")
         .arg("-r")
         .arg(std::env::current_exe().unwrap())

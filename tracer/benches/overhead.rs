@@ -20,10 +20,10 @@ fn main() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("python3 is needed for this benchmark");
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("SKIP: strace is not installed (apt-get install strace)");
-        return;
-    }
+    assert!(
+        Command::new("strace").arg("-V").output().is_ok(),
+        "strace is missing: run scripts/install-deps (apt-get install strace)"
+    );
     let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
     // Warm the page cache.
     Command::new(python).args(["-c", CODE]).status().unwrap();

@@ -308,10 +308,10 @@ fn split_args(s: &str) -> Vec<String> {
 
 #[test]
 fn fixture_matches_strace() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("SKIP fixture_matches_strace: strace is not installed (apt-get install strace)");
-        return;
-    }
+    assert!(
+        Command::new("strace").arg("-V").output().is_ok(),
+        "strace is missing: run scripts/install-deps (apt-get install strace)"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().canonicalize().unwrap();
     let exe = build_fixture(&base);

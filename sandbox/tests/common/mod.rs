@@ -13,11 +13,12 @@ pub const APPLETS: &[&str] = &[
 ];
 
 pub fn have_busybox() -> bool {
-    let ok = Path::new(BUSYBOX).exists();
-    if !ok {
-        eprintln!("skipping: {BUSYBOX} missing (apt-get install busybox-static)");
-    }
-    ok
+    // A missing tool fails the test: scripts/install-deps installs it.
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} is missing: run scripts/install-deps (apt-get install busybox-static)"
+    );
+    true
 }
 
 /// Mounts that make a busybox userland at /bin inside a Root::Tmpfs.
