@@ -466,11 +466,19 @@ impl Logd {
             .command
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty logd command"))?;
-        let err = OpenOptions::new()
+        let mut err = OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(self.dir.join("logd.err"))?;
+        // One line per start in the daemon's own log: a daemon that started and exited at
+        // once (e.g. a lost race) leaves a trace there, not only a live process.
+        writeln!(
+            err,
+            "{} starting the log daemon (requested by pid {})",
+            state::now_ms(),
+            std::process::id()
+        )?;
         let mut cmd = std::process::Command::new(prog);
         cmd.args(args)
             .stdin(Stdio::null())

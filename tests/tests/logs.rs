@@ -335,6 +335,16 @@ fn two_concurrent_runs_start_exactly_one_daemon() {
     );
     let pids = lab.logd_pids();
     assert_eq!(pids.len(), 1, "one daemon: {pids:?}");
+    // And only one was ever started: every start leaves a line in the daemon's log, so a
+    // second daemon that exited at once would show here.
+    let starts = |lab: &Lab| {
+        std::fs::read_to_string(lab.state.join(".logd/logd.err"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("starting the log daemon"))
+            .count()
+    };
+    assert_eq!(starts(&lab), 1);
     wait_exit(&lab, "one");
     wait_exit(&lab, "two");
     assert_eq!(lab.distill(&["logs", "one"]).stdout, "I am one\n");
@@ -342,6 +352,7 @@ fn two_concurrent_runs_start_exactly_one_daemon() {
     // Later runs reuse it.
     lab.sh(&["-d", "--name", "three"], "echo x").ok();
     assert_eq!(lab.logd_pids(), pids);
+    assert_eq!(starts(&lab), 1);
     // No log file was written in the state dirs: the daemon has the lines.
     assert!(!lab.state.join("one").join("stdout.log").exists());
 }
