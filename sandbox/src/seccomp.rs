@@ -34,10 +34,15 @@ const BPF_JSET_K: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
 const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 
 const RET_ALLOW: u32 = 0x7fff_0000;
+const RET_TRACE: u32 = 0x7ff0_0000;
 const RET_KILL_PROCESS: u32 = 0x8000_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
 const RET_EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
 const RET_ENOSYS: u32 = RET_ERRNO | libc::ENOSYS as u32;
+
+/// Offsets of the system call number and the audit architecture in `struct seccomp_data`.
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
 
 /// Offset of the low 32 bits of argument 0 in `struct seccomp_data` (little endian).
 const ARG0_LO: u32 = 16;
@@ -433,10 +438,10 @@ fn search(p: &mut Vec<libc::sock_filter>, nrs: &[u32]) {
 fn docker_program() -> Vec<libc::sock_filter> {
     // seccomp_data: nr @0, arch @4, ip @8, args @16 (+8 each, low word first on LE).
     let mut p = vec![
-        stmt(BPF_LD_W_ABS, 4),
+        stmt(BPF_LD_W_ABS, OFF_ARCH),
         jump(BPF_JEQ_K, AUDIT_ARCH, 1, 0),
         stmt(BPF_RET_K, RET_KILL_PROCESS),
-        stmt(BPF_LD_W_ABS, 0),
+        stmt(BPF_LD_W_ABS, OFF_NR),
     ];
     #[cfg(target_arch = "x86_64")]
     {
@@ -498,6 +503,37 @@ impl SeccompFilter {
         }
     }
 
+    /// A filter for a ptrace tracer: the system calls numbered `nrs` (of this architecture)
+    /// stop the process for its tracer (`SECCOMP_RET_TRACE`, seen as `PTRACE_EVENT_SECCOMP`);
+    /// every other call, and every call of a foreign architecture, runs at full speed.
+    /// The process must be traced with `PTRACE_O_TRACESECCOMP` before it installs this, or
+    /// the listed calls fail with ENOSYS.
+    ///
+    /// `nrs` may hold at most 250 numbers (8-bit BPF jump offsets); more is an
+    /// `InvalidInput` error.
+    pub fn trace(nrs: &[u32]) -> std::io::Result<SeccompFilter> {
+        let n = nrs.len();
+        if n >= 250 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{n} traced system calls do not fit 8-bit BPF jump offsets (at most 249)"),
+            ));
+        }
+        let mut p = vec![
+            stmt(BPF_LD_W_ABS, OFF_ARCH),
+            jump(BPF_JEQ_K, AUDIT_ARCH, 1, 0),
+            stmt(BPF_RET_K, RET_ALLOW),
+            stmt(BPF_LD_W_ABS, OFF_NR),
+        ];
+        for (i, nr) in nrs.iter().enumerate() {
+            // Over the remaining comparisons and the ALLOW, to the TRACE.
+            p.push(jump(BPF_JEQ_K, *nr, (n - i) as u8, 0));
+        }
+        p.push(stmt(BPF_RET_K, RET_ALLOW));
+        p.push(stmt(BPF_RET_K, RET_TRACE));
+        Ok(SeccompFilter { prog: p })
+    }
+
     /// A filter from raw BPF instructions (at most `BPF_MAXINSNS`, 4096; checked by the
     /// kernel when it is installed).
     pub fn from_bpf(prog: Vec<libc::sock_filter>) -> SeccompFilter {
@@ -547,6 +583,21 @@ pub(crate) fn install(prog: &[libc::sock_filter]) -> Result<(), i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_filter_has_one_comparison_per_call_and_refuses_too_many() {
+        let f = SeccompFilter::trace(&[2, 257, 59]).unwrap();
+        let p = f.instructions();
+        // arch check (3), load nr, 3 comparisons, ALLOW, TRACE.
+        assert_eq!(p.len(), 9);
+        assert_eq!(p[p.len() - 1].k, RET_TRACE);
+        assert_eq!(p[p.len() - 2].k, RET_ALLOW);
+        // The first comparison jumps over the two others and the ALLOW.
+        assert_eq!((p[4].k, p[4].jt), (2, 3));
+        let many: Vec<u32> = (0..250).collect();
+        let e = SeccompFilter::trace(&many).unwrap_err();
+        assert!(e.to_string().contains("250 traced system calls"), "{e}");
+    }
 
     #[test]
     fn filter_refuses_mount_and_unshare_but_allows_fork() {

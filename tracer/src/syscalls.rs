@@ -215,12 +215,3 @@ pub fn traced_syscalls() -> Vec<&'static str> {
     v.sort_unstable();
     v
 }
-
-/// The kernel's audit architecture number of this build target, as seccomp sees it.
-pub(crate) const AUDIT_ARCH: u32 = if cfg!(target_arch = "x86_64") {
-    0xC000_003E
-} else if cfg!(target_arch = "aarch64") {
-    0xC000_00B7
-} else {
-    0
-};
