@@ -79,6 +79,9 @@ pub enum Status {
     Running,
     /// The container has exited (or its fate is unknown, see `State::exit_unknown`).
     Exited,
+    /// Its process tree was dumped by `checkpoint` and stopped; `restore` brings it back
+    /// from [`State::checkpoint`].
+    Checkpointed,
 }
 
 impl std::fmt::Display for Status {
@@ -87,6 +90,7 @@ impl std::fmt::Display for Status {
             Status::Created => "created",
             Status::Running => "running",
             Status::Exited => "exited",
+            Status::Checkpointed => "checkpointed",
         })
     }
 }
@@ -126,6 +130,13 @@ pub struct State {
     pub cgroup_paths: Vec<PathBuf>,
     /// The configuration it was started with (limits updated by `update`).
     pub config: ContainerConfig,
+    /// The directory of its last checkpoint (CRIU images), if one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
+    /// Inodes of the pipes the init got as stdout and stderr (0 when not a pipe), so a
+    /// checkpoint can find them in whichever process holds them later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stdio_pipes: Vec<u64>,
 }
 
 impl State {
@@ -148,6 +159,8 @@ impl State {
             finished_ms: None,
             cgroup_paths: Vec::new(),
             config,
+            checkpoint: None,
+            stdio_pipes: Vec::new(),
         }
     }
 
@@ -168,7 +181,7 @@ impl State {
         let stale = match self.status {
             Status::Running => !self.pid_alive() && !self.monitor_alive(),
             Status::Created => self.monitor_pid.is_some() && !self.monitor_alive(),
-            Status::Exited => false,
+            Status::Exited | Status::Checkpointed => false,
         };
         if stale {
             self.status = Status::Exited;
