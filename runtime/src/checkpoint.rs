@@ -361,14 +361,16 @@ fn read_meta(images: &Path) -> std::result::Result<CheckpointMeta, String> {
     Ok(meta)
 }
 
-/// Inodes of the pipes among `fds` (0 for a descriptor that is not a pipe).
-pub(crate) fn pipe_inodes(fds: &[OwnedFd]) -> Vec<u64> {
+/// Inodes of the pipes and regular files among `fds` (0 for anything else): where a
+/// container's stdout and stderr go (log daemon pipes, or log files without one).
+pub(crate) fn stdio_inodes(fds: &[OwnedFd]) -> Vec<u64> {
     fds.iter()
         .map(|fd| {
             // SAFETY: fstat into a zeroed stat of a descriptor we own.
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             let ok = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0;
-            if ok && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO {
+            let kind = st.st_mode & libc::S_IFMT;
+            if ok && (kind == libc::S_IFIFO || kind == libc::S_IFREG) {
                 st.st_ino
             } else {
                 0
@@ -378,8 +380,9 @@ pub(crate) fn pipe_inodes(fds: &[OwnedFd]) -> Vec<u64> {
 }
 
 /// The descriptors of the container's processes that lead outside it and that `restore`
-/// must hand back: the log pipes (recorded by the monitor as [`State::stdio_pipes`],
-/// wherever they are now) and the host's /dev/null (opened outside its mount namespace).
+/// must hand back: its stdout and stderr (pipes to the log daemon or log files, recorded by
+/// the monitor as [`State::stdio_inodes`], wherever they are now) and the host's /dev/null
+/// (opened outside its mount namespace).
 /// Returns them with the external files to declare at dump. Another host file is refused.
 fn outside_fds(s: &State, procs: &[i32], init: i32) -> Result<(Vec<Inherited>, Vec<String>)> {
     let failed = |reason: String| RuntimeError::CheckpointFailed {
@@ -409,7 +412,7 @@ fn outside_fds(s: &State, procs: &[i32], init: i32) -> Result<(Vec<Inherited>, V
                 .and_then(|i| i.parse::<u64>().ok())
             {
                 // CRIU matches an inherited pipe by the name /proc shows for it.
-                match s.stdio_pipes.iter().position(|p| *p == ino) {
+                match s.stdio_inodes.iter().position(|p| *p == ino) {
                     Some(0) => (StdioRole::Stdout, text),
                     Some(_) => (StdioRole::Stderr, text),
                     None => continue,
@@ -432,16 +435,25 @@ fn outside_fds(s: &State, procs: &[i32], init: i32) -> Result<(Vec<Inherited>, V
                 let null = meta.file_type().is_char_device()
                     && libc::major(meta.rdev()) == 1
                     && libc::minor(meta.rdev()) == 3;
-                if !null {
-                    return Err(failed(format!(
-                        "process {pid} holds {text} of the host open (fd {fd}); only the log pipes and /dev/null may lead outside the container"
-                    )));
-                }
+                let log = meta
+                    .is_file()
+                    .then(|| s.stdio_inodes.iter().position(|i| *i == meta.ino()))
+                    .flatten();
+                let role = match (null, log) {
+                    (true, _) => StdioRole::Null,
+                    (false, Some(0)) => StdioRole::Stdout,
+                    (false, Some(_)) => StdioRole::Stderr,
+                    (false, None) => {
+                        return Err(failed(format!(
+                            "process {pid} holds {text} of the host open (fd {fd}); only its log pipes or files and /dev/null may lead outside the container"
+                        )))
+                    }
+                };
                 let key = format!("file[{mnt:x}:{:x}]", meta.ino());
                 if !external.contains(&key) {
                     external.push(key.clone());
                 }
-                (StdioRole::Null, key)
+                (role, key)
             } else {
                 continue;
             };
@@ -839,7 +851,7 @@ impl Runtime {
         next.checkpoint = Some(images);
         self.state.write(&next, &lock)?;
         drop(lock);
-        let launch = Launch::Restore(plan);
+        let launch = Launch::Restore(Box::new(plan));
         let sink = match self.log_sink(name) {
             Ok(x) => x,
             Err(e) => {

@@ -12,6 +12,9 @@
 //!   `exec` joins every namespace and the cgroup of the running init; the exec'd process gets
 //!   the same capabilities, no_new_privs and seccomp filter.
 //!
+//! * [`checkpoint`]: `checkpoint`/`restore` with CRIU and export/import archives; a restore
+//!   is started by a monitor like `run`'s and supervised by the same code.
+//!
 //! The container's root is a read-only bind of the unpacked image directory (see
 //! [`container`] for the details). Where stdout/stderr of a detached container go is decided
 //! in one place, [`Runtime::log_sink`]: with a log daemon configured ([`Runtime::with_logd`])
@@ -567,9 +570,9 @@ pub fn signal_name(sig: i32) -> String {
 /// What a monitor starts.
 pub(crate) enum Launch {
     /// A new container (`run`).
-    Run(container::Prepared),
+    Run(Box<container::Prepared>),
     /// A checkpointed container (`restore`).
-    Restore(checkpoint::RestorePlan),
+    Restore(Box<checkpoint::RestorePlan>),
 }
 
 /// What the monitor tells `run`.
@@ -843,7 +846,14 @@ impl Runtime {
                 return Err(e);
             }
         };
-        self.launch(cfg, Launch::Run(prepared), out, err, events, detach)
+        self.launch(
+            cfg,
+            Launch::Run(Box::new(prepared)),
+            out,
+            err,
+            events,
+            detach,
+        )
     }
 
     /// Undoes the claim of a launch that failed before its monitor ran: a new container is
@@ -1051,13 +1061,13 @@ impl Runtime {
             Ok(c) => c,
             Err(e) => finish_failed(&mut status, e.to_string(), false),
         };
-        let stdio_pipes = checkpoint::pipe_inodes(&stdio_fds[1..]);
+        let stdio_inodes = checkpoint::stdio_inodes(&stdio_fds[1..]);
         let record_monitor = |paths: Vec<PathBuf>| {
             record(&|s: &mut State| {
                 s.monitor_pid = Some(me);
                 s.monitor_start = state::proc_start_time(me);
                 s.cgroup_paths = paths.clone();
-                s.stdio_pipes = stdio_pipes.clone();
+                s.stdio_inodes = stdio_inodes.clone();
             })
         };
         let prepared = match launch {

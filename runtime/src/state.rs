@@ -5,6 +5,8 @@
 //! <state>/<name>/lock         flock'd by every mutation (run's monitor, stop, rm, update)
 //! <state>/<name>/stdout.log   detached-mode logs (until memlogd takes the fds)
 //! <state>/<name>/stderr.log
+//! <state>/<name>/checkpoint/  CRIU images + distill.json of the last checkpoint
+//! <state>/<name>/criu-*.log   CRIU's logs of the last dump and restore
 //! ```
 //!
 //! Creating the container directory with `mkdir` is the claim on the name, so two `run`s
@@ -133,10 +135,10 @@ pub struct State {
     /// The directory of its last checkpoint (CRIU images), if one was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<PathBuf>,
-    /// Inodes of the pipes the init got as stdout and stderr (0 when not a pipe), so a
-    /// checkpoint can find them in whichever process holds them later.
+    /// Inodes of the pipes or log files the init got as stdout and stderr (0 for anything
+    /// else), so a checkpoint can find them in whichever process holds them later.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stdio_pipes: Vec<u64>,
+    pub stdio_inodes: Vec<u64>,
 }
 
 impl State {
@@ -160,7 +162,7 @@ impl State {
             cgroup_paths: Vec::new(),
             config,
             checkpoint: None,
-            stdio_pipes: Vec::new(),
+            stdio_inodes: Vec::new(),
         }
     }
 
