@@ -68,6 +68,15 @@ fn wait_ready(state: &Path, name: &str) {
     }
 }
 
+/// Removes the container (and its 256 MiB) even when a step panics.
+struct Cleanup<'a>(&'a Runtime, String);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.rm(&self.1, true);
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -96,6 +105,7 @@ fn main() {
         ..Default::default()
     };
     rt.run_detached(&cfg).unwrap();
+    let cleanup = Cleanup(&rt, name.clone());
     wait_ready(&state, &name);
     let (mut dumps, mut restores) = (Vec::new(), Vec::new());
     let mut images = 0;
@@ -121,7 +131,7 @@ fn main() {
         .unwrap();
     let with_export = t.elapsed();
     let tar_bytes = r.export.map(|(_, n)| n).unwrap_or(0);
-    let _ = rt.rm(&name, true);
+    drop(cleanup);
     if mounted {
         // SAFETY: unmounts the tmpfs mounted above.
         unsafe { libc::umount2(st.as_ptr(), libc::MNT_DETACH) };

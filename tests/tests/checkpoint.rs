@@ -43,6 +43,58 @@ fn counts(lab: &Lab, state: &str, name: &str) -> Vec<u64> {
         .collect()
 }
 
+/// A second state root of a lab: its containers are removed and its log daemon stopped
+/// on drop (the lab cleans up only its own state root).
+struct SecondState<'a> {
+    lab: &'a Lab,
+    path: String,
+}
+
+impl<'a> SecondState<'a> {
+    fn new(lab: &'a Lab) -> Self {
+        let path = lab.path("state2").to_string_lossy().into_owned();
+        SecondState { lab, path }
+    }
+}
+
+impl Drop for SecondState<'_> {
+    fn drop(&mut self) {
+        let out = self
+            .lab
+            .command(&["ps", "-a", "--format", "json"])
+            .env("DISTILL_STATE", &self.path)
+            .output();
+        if let Ok(out) = out {
+            if let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(&out.stdout) {
+                for c in list {
+                    if let Some(n) = c["name"].as_str() {
+                        let _ = self
+                            .lab
+                            .command(&["rm", "-f", n])
+                            .env("DISTILL_STATE", &self.path)
+                            .output();
+                    }
+                }
+            }
+        }
+        let want = ["--state", self.path.as_str(), "logd"];
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.windows(3).any(|w| w == want) {
+                let _ = std::process::Command::new("kill")
+                    .arg(e.file_name())
+                    .status();
+            }
+        }
+    }
+}
+
 fn state(lab: &Lab) -> String {
     lab.state.to_string_lossy().into_owned()
 }
@@ -174,7 +226,8 @@ fn volumes_and_cgroup_limits_survive_a_restore() {
 fn export_and_import_move_a_container_to_another_state_root() {
     let lab = Lab::new();
     let st = state(&lab);
-    let st2 = lab.path("state2").to_string_lossy().into_owned();
+    let second = SecondState::new(&lab);
+    let st2 = second.path.clone();
     lab.sh(&["-d", "--name", "mover"], COUNTER).ok();
     eventually(10, "a few counts", || counts(&lab, &st, "mover").len() >= 5);
     let tar = lab.path("mover.tar");
@@ -213,10 +266,6 @@ fn export_and_import_move_a_container_to_another_state_root() {
     );
     // The original is still checkpointed in its own state root.
     assert_eq!(status(&lab, &st, "mover"), "checkpointed");
-    let _ = lab
-        .command(&["rm", "-f", "moved"])
-        .env("DISTILL_STATE", &st2)
-        .output();
 }
 
 #[test]
@@ -262,7 +311,8 @@ fn refused_inputs_leave_the_state_as_it_was() {
     lab.distill(&["checkpoint", "live", "--export", tar.to_str().unwrap()])
         .ok();
     let bytes = std::fs::read(&tar).unwrap();
-    let st2 = lab.path("state2").to_string_lossy().into_owned();
+    let second = SecondState::new(&lab);
+    let st2 = second.path.clone();
     let import = |file: &std::path::Path, lab: &Lab| {
         lab.command(&[
             "restore",
