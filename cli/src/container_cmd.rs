@@ -478,7 +478,7 @@ pub fn exec(state: &Path, a: ExecArgs) -> Result<(), Failure> {
 /// How `ps` shows a container's status: `running`, `exited (0)`, `exited (137, oom-killed)`.
 pub fn status_text(s: &State) -> String {
     match s.status {
-        Status::Running | Status::Created => s.status.to_string(),
+        Status::Running | Status::Created | Status::Checkpointed => s.status.to_string(),
         Status::Exited => {
             let mut parts = Vec::new();
             match (s.exit_unknown, s.exit_code) {

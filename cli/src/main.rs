@@ -2,6 +2,7 @@
 //! and run them. One binary, docker-style subcommands. Exit codes: 0 success, 1 failure,
 //! 2 refused input (bad usage, a manifest or signature that is refused).
 
+mod checkpoint_cmd;
 mod container_cmd;
 mod image_cmd;
 mod logs_cmd;
@@ -174,6 +175,12 @@ enum Command {
     },
     /// Change the resource limits of a running container.
     Update(container_cmd::UpdateArgs),
+    /// Dump a running container's processes to disk with CRIU (and stop it, unless
+    /// --leave-running); --export writes one archive to restore on another machine.
+    Checkpoint(checkpoint_cmd::CheckpointArgs),
+    /// Bring a checkpointed container back (same pids, limits, volumes, logs), or import
+    /// and restore an archive written by `checkpoint --export`.
+    Restore(checkpoint_cmd::RestoreArgs),
     /// Run the log daemon (in the foreground; `run -d` starts it on first use).
     Logd(logs_cmd::LogdArgs),
     /// Show a container's output (or, with --all, every container's lines and events).
@@ -354,6 +361,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Kill { signal, names } => container_cmd::kill(&cli.state, &signal, &names),
         Command::Rm { force, names } => container_cmd::rm(&cli.state, force, &names),
         Command::Update(args) => container_cmd::update(&cli.state, cli.json, args),
+        Command::Checkpoint(args) => checkpoint_cmd::checkpoint(&cli.state, cli.json, args),
+        Command::Restore(args) => checkpoint_cmd::restore(&cli.root, &cli.state, args),
         Command::Logd(args) => logs_cmd::logd(&cli.state, args),
         Command::Logs(args) => logs_cmd::logs(&cli.state, cli.json, args),
         Command::Pin(PinCommand::Deb { names, with_deps }) => {

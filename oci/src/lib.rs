@@ -21,6 +21,7 @@ mod layer;
 mod load;
 mod outer;
 mod tarfmt;
+mod tree;
 mod unpack;
 
 pub use archive::{write_docker_archive, write_oci_archive};
@@ -37,6 +38,7 @@ pub use layer::{
 };
 pub use load::{load_archive, LoadedImage};
 pub use outer::ArchiveFormat;
+pub use tree::TreeUnpacker;
 mod inspect;
 pub use inspect::{inspect_archive, ArchiveInfo};
 mod images;

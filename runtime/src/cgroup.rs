@@ -212,7 +212,7 @@ impl Hierarchy {
 }
 
 /// Undoes the octal escapes mountinfo uses for spaces and the like.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -461,6 +461,15 @@ impl Cgroup {
         let mut v: Vec<PathBuf> = self.dirs.values().cloned().collect();
         v.dedup();
         v
+    }
+
+    /// The v1 controllers this cgroup has directories for (none on v2).
+    pub fn controllers(&self) -> Vec<String> {
+        if self.v1 {
+            self.dirs.keys().cloned().collect()
+        } else {
+            Vec::new()
+        }
     }
 
     fn dir(&self, ctrl: &str) -> Option<&PathBuf> {

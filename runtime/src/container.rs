@@ -223,6 +223,8 @@ impl Prepared {
             wait_for_parent: true,
             return_early: true,
             cgroup_ns_after_release: true,
+            // Its own session inside its pid namespace (as runc does): a checkpoint needs it.
+            new_session: true,
             ..process_spec(&cfg.argv, &cfg.env, &cfg.cwd, user, cfg.seccomp)?
         };
         Ok(Prepared { spec })
@@ -246,6 +248,15 @@ impl Prepared {
         self.spec.stderr = Stdio::Inherit;
         r
     }
+}
+
+/// Every bind mount of a host path inside the container of `cfg` (dev nodes, masked /proc
+/// files, volumes and any other bind the spec has), as its sandbox spec will make them: the
+/// one list `checkpoint` declares to CRIU as external mounts and `restore` maps back.
+pub(crate) fn host_binds(
+    cfg: &ContainerConfig,
+) -> Result<Vec<distill_sandbox::HostBind>, RuntimeError> {
+    Ok(Prepared::new(cfg)?.spec.host_binds())
 }
 
 fn check_target(t: &Path) -> Result<(), RuntimeError> {

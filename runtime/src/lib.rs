@@ -12,6 +12,9 @@
 //!   `exec` joins every namespace and the cgroup of the running init; the exec'd process gets
 //!   the same capabilities, no_new_privs and seccomp filter.
 //!
+//! * [`checkpoint`]: `checkpoint`/`restore` with CRIU and export/import archives; a restore
+//!   is started by a monitor like `run`'s and supervised by the same code.
+//!
 //! The container's root is a read-only bind of the unpacked image directory (see
 //! [`container`] for the details). Where stdout/stderr of a detached container go is decided
 //! in one place, [`Runtime::log_sink`]: with a log daemon configured ([`Runtime::with_logd`])
@@ -24,6 +27,7 @@
 //! log (when the daemon cannot be reached, to the terminal only).
 
 pub mod cgroup;
+pub mod checkpoint;
 pub mod container;
 pub mod state;
 
@@ -40,6 +44,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use cgroup::{CgroupError, DeviceRate, Hierarchy, Limits};
+pub use checkpoint::{CheckpointOptions, CheckpointReport, Criu, RestoreOptions};
 pub use state::{State, StateError, StateRoot, Status};
 
 /// Errors of the runtime.
@@ -83,6 +88,33 @@ pub enum RuntimeError {
         op: String,
         /// The cause.
         source: io::Error,
+    },
+    /// CRIU is missing, too old, or cannot do what was asked on this kernel.
+    #[error("{0}")]
+    Criu(String),
+    /// `checkpoint` failed; the container is as it was.
+    #[error("checkpoint of container {name:?} failed: {reason}")]
+    CheckpointFailed {
+        /// Container name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// `restore` failed; the container is as it was.
+    #[error("restore of container {name:?} failed: {reason}")]
+    RestoreFailed {
+        /// Container name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// An export archive cannot be written or imported.
+    #[error("checkpoint archive {path}: {reason}")]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
     },
     /// Waiting for readiness timed out or the container died first.
     #[error("container {name:?} not ready: {reason}")]
@@ -543,6 +575,14 @@ pub fn signal_name(sig: i32) -> String {
     n.to_string()
 }
 
+/// What a monitor starts.
+pub(crate) enum Launch {
+    /// A new container (`run`).
+    Run(Box<container::Prepared>),
+    /// A checkpointed container (`restore`).
+    Restore(Box<checkpoint::RestorePlan>),
+}
+
 /// What the monitor tells `run`.
 enum MonitorMsg {
     Started(i32),
@@ -798,7 +838,7 @@ impl Runtime {
         }
     }
 
-    /// Forks the monitor; waits for "started" or a start failure.
+    /// Forks the monitor of a new container; waits for "started" or a start failure.
     fn start(
         &self,
         cfg: &ContainerConfig,
@@ -807,21 +847,61 @@ impl Runtime {
         events: Option<&Logd>,
         detach: bool,
     ) -> Result<(BufReader<File>, i32, Option<i32>)> {
-        let fail = |e: RuntimeError| {
-            self.discard(&cfg.name);
+        let prepared = match container::Prepared::new(cfg) {
+            Ok(p) => p,
+            Err(e) => {
+                self.discard(&cfg.name);
+                return Err(e);
+            }
+        };
+        self.launch(
+            cfg,
+            Launch::Run(Box::new(prepared)),
+            out,
+            err,
+            events,
+            detach,
+        )
+    }
+
+    /// Undoes the claim of a launch that failed before its monitor ran: a new container is
+    /// removed, a restore puts back the state it started from.
+    fn abort_launch(&self, name: &str, launch: &Launch) {
+        match launch {
+            Launch::Run(_) => self.discard(name),
+            Launch::Restore(plan) => {
+                if let Ok(l) = self.state.lock(name) {
+                    let _ = self.state.write(&plan.prev, &l);
+                }
+            }
+        }
+    }
+
+    /// Forks the monitor for `launch` (with the container's stdout/stderr); waits for
+    /// "started" or a start failure.
+    fn launch(
+        &self,
+        cfg: &ContainerConfig,
+        mut launch: Launch,
+        out: OwnedFd,
+        err: OwnedFd,
+        events: Option<&Logd>,
+        detach: bool,
+    ) -> Result<(BufReader<File>, i32, Option<i32>)> {
+        let fail = |launch: &Launch, e: RuntimeError| {
+            self.abort_launch(&cfg.name, launch);
             e
         };
-        let mut prepared = container::Prepared::new(cfg).map_err(fail)?;
         let devnull = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_CLOEXEC)
             .open("/dev/null")
             .map_err(sys("open /dev/null"))
-            .map_err(fail)?;
-        let (status_r, status_w) = pipe().map_err(fail)?;
+            .map_err(|e| fail(&launch, e))?;
+        let (status_r, status_w) = pipe().map_err(|e| fail(&launch, e))?;
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(fail(last_err("fork monitor")));
+            return Err(fail(&launch, last_err("fork monitor")));
         }
         if pid == 0 {
             // The monitor runs in its own session. Detached: fork once more and let the
@@ -840,7 +920,7 @@ impl Runtime {
             drop(status_r);
             self.monitor_main(
                 cfg,
-                &mut prepared,
+                &mut launch,
                 [devnull.into_raw_fd(), out.into_raw_fd(), err.into_raw_fd()],
                 status_w.into_raw_fd(),
                 events,
@@ -900,7 +980,7 @@ impl Runtime {
     fn monitor_main(
         &self,
         cfg: &ContainerConfig,
-        prepared: &mut container::Prepared,
+        launch: &mut Launch,
         stdio: [RawFd; 3],
         status_fd: RawFd,
         events: Option<&Logd>,
@@ -942,18 +1022,27 @@ impl Runtime {
             f(&mut s);
             self.state.write(&s, &lock).map_err(|e| e.to_string())
         };
+        // A failed restore leaves the container as it was (checkpointed, images kept).
+        let restoring: Option<State> = match launch {
+            Launch::Restore(plan) => Some(plan.prev.clone()),
+            Launch::Run(_) => None,
+        };
         let finish_failed = |status: &mut File, reason: String, cleanup_cg: bool| -> ! {
             if cleanup_cg {
                 let _ = cg.remove();
             }
-            let _ = record(&|s: &mut State| {
-                s.status = Status::Exited;
-                s.error = Some(reason.clone());
-                s.exit_code = Some(127);
-                s.finished_ms = Some(state::now_ms());
-            });
-            if cfg.auto_remove {
-                self.discard(&name);
+            if let Some(prev) = &restoring {
+                let _ = record(&|s: &mut State| *s = prev.clone());
+            } else {
+                let _ = record(&|s: &mut State| {
+                    s.status = Status::Exited;
+                    s.error = Some(reason.clone());
+                    s.exit_code = Some(127);
+                    s.finished_ms = Some(state::now_ms());
+                });
+                if cfg.auto_remove {
+                    self.discard(&name);
+                }
             }
             event(&format!("failed: {}", reason.replace('\n', " ")));
             say(status, &format!("E {}\n", reason.replace('\n', " ")));
@@ -979,6 +1068,35 @@ impl Runtime {
         let cg = match cg.needed(&cfg.limits) {
             Ok(c) => c,
             Err(e) => finish_failed(&mut status, e.to_string(), false),
+        };
+        let stdio_inodes = checkpoint::stdio_inodes(&stdio_fds[1..]);
+        let record_monitor = |paths: Vec<PathBuf>| {
+            record(&|s: &mut State| {
+                s.monitor_pid = Some(me);
+                s.monitor_start = state::proc_start_time(me);
+                s.cgroup_paths = paths.clone();
+                s.stdio_inodes = stdio_inodes.clone();
+            })
+        };
+        let prepared = match launch {
+            Launch::Run(p) => p,
+            Launch::Restore(plan) => {
+                // CRIU creates the tasks; they join the cgroup (created here, with the
+                // limits) through its --cgroup-root, like a new container's init would.
+                if let Err(e) = cg.create().and_then(|_| cg.apply(&cfg.limits)) {
+                    finish_failed(&mut status, e.to_string(), true);
+                }
+                if let Err(e) = record_monitor(cg.paths()) {
+                    finish_failed(&mut status, e, true);
+                }
+                let pid = match checkpoint::restore_tree(plan, stdio_fds) {
+                    Ok(p) => p,
+                    Err(e) => finish_failed(&mut status, e, true),
+                };
+                let start = state::proc_start_time(pid);
+                let st = (pid, start, "restored");
+                self.monitor_supervise(cfg, st, &cg, &cg_full, status, events)
+            }
         };
         let (mut child, child_pid) = if self.cgroups.is_v1() {
             // v1: the (single-threaded) monitor steps into the container's cgroup, clones the
@@ -1029,11 +1147,7 @@ impl Runtime {
             (child, child_pid)
         };
         let child_start = state::proc_start_time(child_pid);
-        if let Err(e) = record(&|s: &mut State| {
-            s.monitor_pid = Some(me);
-            s.monitor_start = state::proc_start_time(me);
-            s.cgroup_paths = cg.paths();
-        }) {
+        if let Err(e) = record_monitor(cg.paths()) {
             kill_child(&mut child);
             finish_failed(&mut status, e, true);
         }
@@ -1042,14 +1156,44 @@ impl Runtime {
             let _ = child.wait();
             finish_failed(&mut status, e.to_string(), true);
         }
-        let child = child_pid;
+        let st = (child_pid, child_start, "started");
+        self.monitor_supervise(cfg, st, &cg, &cg_full, status, events)
+    }
+
+    /// The rest of the monitor's life once the container's init runs (started or restored,
+    /// and our child either way): records `running`, reaps it and records its exit. Never
+    /// returns.
+    fn monitor_supervise(
+        &self,
+        cfg: &ContainerConfig,
+        (child, child_start, started): (i32, Option<u64>, &str),
+        cg: &cgroup::Cgroup,
+        cg_full: &cgroup::Cgroup,
+        mut status: File,
+        events: Option<&Logd>,
+    ) -> ! {
+        let name = &cfg.name;
+        let event = |text: &str| {
+            if let Some(l) = events {
+                l.event(name, text);
+            }
+        };
+        let say = |f: &mut File, m: &str| {
+            let _ = f.write_all(m.as_bytes());
+        };
+        let record = |f: &dyn Fn(&mut State)| -> std::result::Result<(), String> {
+            let lock = self.state.lock(name).map_err(|e| e.to_string())?;
+            let mut s = self.state.read_raw(name).map_err(|e| e.to_string())?;
+            f(&mut s);
+            self.state.write(&s, &lock).map_err(|e| e.to_string())
+        };
         let _ = record(&|s: &mut State| {
             s.status = Status::Running;
             s.pid = Some(child);
             s.pid_start = child_start;
             s.started_ms = Some(state::now_ms());
         });
-        event("started");
+        event(started);
         say(&mut status, &format!("S {child}\n"));
         let mut st = 0;
         let reaped = loop {
@@ -1064,10 +1208,25 @@ impl Runtime {
         // A status that was never read is unknown, not "exited 0".
         let (code, signal) = if reaped { exit_code(st) } else { (255, None) };
         let oom = cg.oom_killed();
-        // All controllers: an update may have added some.
-        let _ = cg_full.remove();
+        // A checkpoint (without --leave-running) ends the container on purpose and records
+        // `checkpointed` itself, holding the lock until it has: that is not an exit to
+        // record, nor one that removes an --rm container. The cgroup goes either way (all
+        // controllers: an update may have added some), under the lock, so that a restore
+        // cannot create it again meanwhile.
+        let checkpointed = {
+            let _lock = self.state.lock(name);
+            let _ = cg_full.remove();
+            self.state
+                .read_raw(name)
+                .is_ok_and(|s| s.status == Status::Checkpointed)
+        };
+        if checkpointed {
+            event("checkpointed");
+            say(&mut status, "X 0\n");
+            unsafe { libc::_exit(0) }
+        }
         if cfg.auto_remove {
-            self.discard(&name);
+            self.discard(name);
         } else {
             let _ = record(&|s: &mut State| {
                 s.status = Status::Exited;
@@ -1181,7 +1340,7 @@ impl Runtime {
         let s = {
             let _lock = self.state.lock(name)?;
             let s = self.state.inspect(name)?;
-            if s.status != Status::Exited {
+            if !matches!(s.status, Status::Exited | Status::Checkpointed) {
                 if !force {
                     return Err(RuntimeError::Running(name.into()));
                 }
@@ -1191,7 +1350,7 @@ impl Runtime {
             }
             s
         };
-        if s.status != Status::Exited {
+        if !matches!(s.status, Status::Exited | Status::Checkpointed) {
             if let Some(p) = s.pid {
                 if let Some(fd) = pidfd(p, s.pid_start) {
                     pidfd_wait(&fd, Some(Duration::from_secs(10)));

@@ -5,6 +5,8 @@
 //! <state>/<name>/lock         flock'd by every mutation (run's monitor, stop, rm, update)
 //! <state>/<name>/stdout.log   detached-mode logs (until memlogd takes the fds)
 //! <state>/<name>/stderr.log
+//! <state>/<name>/checkpoint/  CRIU images + distill.json of the last checkpoint
+//! <state>/<name>/criu-*.log   CRIU's logs of the last dump and restore
 //! ```
 //!
 //! Creating the container directory with `mkdir` is the claim on the name, so two `run`s
@@ -79,6 +81,9 @@ pub enum Status {
     Running,
     /// The container has exited (or its fate is unknown, see `State::exit_unknown`).
     Exited,
+    /// Its process tree was dumped by `checkpoint` and stopped; `restore` brings it back
+    /// from [`State::checkpoint`].
+    Checkpointed,
 }
 
 impl std::fmt::Display for Status {
@@ -87,6 +92,7 @@ impl std::fmt::Display for Status {
             Status::Created => "created",
             Status::Running => "running",
             Status::Exited => "exited",
+            Status::Checkpointed => "checkpointed",
         })
     }
 }
@@ -126,6 +132,13 @@ pub struct State {
     pub cgroup_paths: Vec<PathBuf>,
     /// The configuration it was started with (limits updated by `update`).
     pub config: ContainerConfig,
+    /// The directory of its last checkpoint (CRIU images), if one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
+    /// Inodes of the pipes or log files the init got as stdout and stderr (0 for anything
+    /// else), so a checkpoint can find them in whichever process holds them later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stdio_inodes: Vec<u64>,
 }
 
 impl State {
@@ -148,6 +161,8 @@ impl State {
             finished_ms: None,
             cgroup_paths: Vec::new(),
             config,
+            checkpoint: None,
+            stdio_inodes: Vec::new(),
         }
     }
 
@@ -168,7 +183,7 @@ impl State {
         let stale = match self.status {
             Status::Running => !self.pid_alive() && !self.monitor_alive(),
             Status::Created => self.monitor_pid.is_some() && !self.monitor_alive(),
-            Status::Exited => false,
+            Status::Exited | Status::Checkpointed => false,
         };
         if stale {
             self.status = Status::Exited;

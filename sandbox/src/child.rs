@@ -217,6 +217,8 @@ pub(crate) struct Plan<'a> {
     _null: Option<OwnedFd>,
     die_with_parent: bool,
     desc_pdeathsig: u32,
+    new_session: bool,
+    desc_setsid: u32,
     /// Owns the strings `argv_ptrs` points to.
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const c_char>,
@@ -317,7 +319,7 @@ fn ns_flag(name: &str) -> c_int {
 }
 
 /// Masked and read-only /proc paths (runc's defaults as listed in the design contract).
-const PROC_MASKED: &[&str] = &[
+pub(crate) const PROC_MASKED: &[&str] = &[
     "/proc/kcore",
     "/proc/keys",
     "/proc/timer_list",
@@ -335,8 +337,8 @@ const PROC_READONLY: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
-const SYS_MASKED: &[&str] = &["/sys/firmware", "/sys/devices/virtual/powercap"];
-const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+pub(crate) const SYS_MASKED: &[&str] = &["/sys/firmware", "/sys/devices/virtual/powercap"];
+pub(crate) const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 impl<'a> Plan<'a> {
     fn desc(&mut self, s: String) -> u32 {
@@ -542,6 +544,8 @@ impl<'a> Plan<'a> {
             _null: null,
             die_with_parent: spec.die_with_parent,
             desc_pdeathsig: 0,
+            new_session: spec.new_session,
+            desc_setsid: 0,
             _argv: argv,
             argv_ptrs,
             _envp: envp,
@@ -572,6 +576,7 @@ impl<'a> Plan<'a> {
         plan.desc_nnp = plan.desc("set no_new_privs".into());
         plan.desc_stdio = plan.desc("set up stdin/stdout/stderr".into());
         plan.desc_pdeathsig = plan.desc("set parent-death signal".into());
+        plan.desc_setsid = plan.desc("start a new session (setsid)".into());
         plan.desc_pre_exec = plan.desc("pre_exec hook".into());
         plan.desc_seccomp = plan.desc(if spec.no_new_privs {
             "install the seccomp filter".into()
@@ -1105,6 +1110,9 @@ impl Plan<'_> {
             }
             sys::close(self.release_rd.get());
             self.release_rd.set(-1);
+        }
+        if self.new_session && unsafe { libc::setsid() } < 0 {
+            return Err(setup(self.desc_setsid, STAGE_NONE)(sys::errno()));
         }
         if let Some(desc) = self.cgroup_late {
             if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {

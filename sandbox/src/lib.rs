@@ -103,6 +103,10 @@ pub struct Spec {
     /// Kill the process with SIGKILL when the *thread* that spawned it exits
     /// (`PR_SET_PDEATHSIG`).
     pub die_with_parent: bool,
+    /// Start a new session (`setsid`), so the process leads its own session and process
+    /// group instead of sharing the caller's. A container's init needs it: CRIU can only
+    /// checkpoint a pid namespace whose session leaders are inside it.
+    pub new_session: bool,
     /// Runs in the child as the very last step before `execve` (after `wait_for_parent`,
     /// ids, capabilities, stdio, seccomp). It must be async-signal-safe: no allocation, no locks, and
     /// no glibc wrappers that coordinate threads (`setuid` & co.: use raw `syscall`). Only
@@ -170,6 +174,7 @@ impl Default for Spec {
             stderr: Stdio::Inherit,
             preserve_fds: Vec::new(),
             die_with_parent: false,
+            new_session: false,
             pre_exec: None,
             wait_for_parent: false,
             return_early: false,
@@ -206,11 +211,64 @@ impl std::fmt::Debug for Spec {
             .field("stderr", &self.stderr)
             .field("preserve_fds", &self.preserve_fds)
             .field("die_with_parent", &self.die_with_parent)
+            .field("new_session", &self.new_session)
             .field("pre_exec", &self.pre_exec.is_some())
             .field("wait_for_parent", &self.wait_for_parent)
             .field("return_early", &self.return_early)
             .field("cgroup_ns_after_release", &self.cgroup_ns_after_release)
             .finish()
+    }
+}
+
+/// A bind mount of a host file or directory that [`spawn`] makes inside the new root (see
+/// [`Spec::host_binds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBind {
+    /// Where it is mounted, inside the new root.
+    pub target: PathBuf,
+    /// The host path it is bound from.
+    pub source: PathBuf,
+}
+
+impl Spec {
+    /// Every bind mount of a host path that [`spawn`] makes for this spec, in mount order:
+    /// the `/dev` nodes (with [`Spec::dev`]), the masked `/proc` files (bound from
+    /// `/dev/null`, with [`Proc::Masked`]; only those that are files on this kernel, as a
+    /// masked directory gets a tmpfs and a missing one nothing), and each [`Mount::Bind`].
+    /// The root ([`Root::Dir`]) itself is not listed. A checkpoint tool (CRIU) needs this
+    /// list: such mounts must be declared external when dumping and mapped when restoring.
+    pub fn host_binds(&self) -> Vec<HostBind> {
+        let mut out = Vec::new();
+        if self.dev {
+            for n in child::DEV_NODES {
+                let p = PathBuf::from(format!("/dev/{n}"));
+                out.push(HostBind {
+                    target: p.clone(),
+                    source: p,
+                });
+            }
+        }
+        if self.proc == Proc::Masked {
+            // The container's /proc is a procfs of this same kernel: what is a file here is
+            // a file there.
+            for p in child::PROC_MASKED {
+                if std::fs::metadata(p).is_ok_and(|m| !m.is_dir()) {
+                    out.push(HostBind {
+                        target: p.into(),
+                        source: "/dev/null".into(),
+                    });
+                }
+            }
+        }
+        for m in &self.mounts {
+            if let Mount::Bind { src, dst, .. } = m {
+                out.push(HostBind {
+                    target: dst.clone(),
+                    source: src.clone(),
+                });
+            }
+        }
+        out
     }
 }
 
