@@ -5,6 +5,7 @@
 //! <state>/<name>/lock         flock'd by every mutation (run's monitor, stop, rm, update)
 //! <state>/<name>/stdout.log   detached-mode logs (until memlogd takes the fds)
 //! <state>/<name>/stderr.log
+//! <state>/<name>/rw/<path>    writable directories (/tmp, /run, --rw), see container::writable_dirs
 //! ```
 //!
 //! Creating the container directory with `mkdir` is the claim on the name, so two `run`s
