@@ -174,6 +174,9 @@ enum Command {
     },
     /// Change the resource limits of a running container.
     Update(container_cmd::UpdateArgs),
+    /// Make a new image of a container's image plus its writable directories (/tmp, /run,
+    /// --rw paths) as one deterministic layer; a running container is frozen meanwhile.
+    Commit(container_cmd::CommitArgs),
     /// Run the log daemon (in the foreground; `run -d` starts it on first use).
     Logd(logs_cmd::LogdArgs),
     /// Show a container's output (or, with --all, every container's lines and events).
@@ -354,6 +357,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Kill { signal, names } => container_cmd::kill(&cli.state, &signal, &names),
         Command::Rm { force, names } => container_cmd::rm(&cli.state, force, &names),
         Command::Update(args) => container_cmd::update(&cli.state, cli.json, args),
+        Command::Commit(args) => container_cmd::commit(&cli.root, &cli.state, cli.json, args),
         Command::Logd(args) => logs_cmd::logd(&cli.state, args),
         Command::Logs(args) => logs_cmd::logs(&cli.state, cli.json, args),
         Command::Pin(PinCommand::Deb { names, with_deps }) => {
