@@ -1,4 +1,4 @@
-//! `distill run | exec | ps | inspect | wait | stop | kill | rm | update`: containers, run by
+//! `distill run | exec | ps | inspect | wait | stop | kill | rm | update | commit`: containers, run by
 //! the daemonless runtime (`distill-runtime`) with detached output handed to the log daemon.
 
 use std::ffi::OsString;
@@ -103,10 +103,14 @@ pub struct RunArgs {
     /// Bind mount `HOST:CONTAINER[:ro]`; may repeat.
     #[arg(short = 'v', long = "volume")]
     volume: Vec<String>,
-    /// Mount a tmpfs at this path in the container; may repeat.
+    /// Mount a tmpfs at this path in the container (not kept by `commit`); may repeat.
     #[arg(long)]
     tmpfs: Vec<std::path::PathBuf>,
-    /// No writable tmpfs at /tmp and /run (the image root is always read-only).
+    /// Make this directory writable: a copy of the image's content there, kept in the
+    /// container's state directory until `rm` and captured by `commit`; may repeat.
+    #[arg(long = "rw", value_name = "PATH")]
+    rw: Vec<std::path::PathBuf>,
+    /// No writable /tmp and /run (the image root is always read-only; --rw paths stay).
     #[arg(long)]
     read_only: bool,
     /// `none` (own network namespace with loopback) or `host`.
@@ -178,6 +182,7 @@ pub fn fail(e: RuntimeError) -> Failure {
                 StateError::BadName(_) | StateError::NameInUse(_) | StateError::NotFound(_)
             )
             | RuntimeError::Cgroup(CgroupError::Invalid { .. })
+            | RuntimeError::Image(distill_oci::Error::Invalid { .. })
     );
     if bad_input {
         refused(e)
@@ -427,6 +432,7 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
         hostname,
         volumes,
         tmpfs: a.tmpfs.clone(),
+        rw: a.rw.clone(),
         read_only: a.read_only,
         network,
         limits,
@@ -629,6 +635,61 @@ pub fn rm(state: &Path, force: bool, names: &[String]) -> Result<(), Failure> {
     for n in names {
         rt.rm(n, force).map_err(fail)?;
         println!("{n}");
+    }
+    Ok(())
+}
+
+/// `distill commit`.
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Add a label to the new image's config (`KEY=VALUE`; over the base's); may repeat.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// The container (running or exited).
+    name: String,
+    /// The new image's name, e.g. `myapp:seeded` (`:latest` when no tag is given).
+    image: String,
+}
+
+/// `distill commit NAME IMAGE [--label K=V]...`: prints the new image's digest.
+pub fn commit(root: &Path, state: &Path, json: bool, a: CommitArgs) -> Result<(), Failure> {
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &a.label {
+        match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                labels.insert(k.to_string(), v.to_string());
+            }
+            _ => {
+                return Err(refused(anyhow::anyhow!(
+                    "--label {l:?}: expected KEY=VALUE with a non-empty KEY"
+                )))
+            }
+        }
+    }
+    let rt = Runtime::new(state).map_err(fail)?;
+    let images = Images::new(root);
+    let (rec, fresh) = rt
+        .commit(&a.name, &images, &a.image, &labels)
+        .map_err(|e| {
+            let f = fail(e);
+            Failure {
+                code: f.code,
+                error: anyhow::anyhow!("commit {}: {}", a.name, f.error),
+            }
+        })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rec)?);
+    } else {
+        eprintln!(
+            "{} {}",
+            if fresh {
+                "committed"
+            } else {
+                "already present:"
+            },
+            rec.name.as_deref().unwrap_or("<none>")
+        );
+        println!("{}", rec.digest);
     }
     Ok(())
 }

@@ -181,6 +181,9 @@ enum Command {
     /// Bring a checkpointed container back (same pids, limits, volumes, logs), or import
     /// and restore an archive written by `checkpoint --export`.
     Restore(checkpoint_cmd::RestoreArgs),
+    /// Make a new image of a container's image plus its writable directories (/tmp, /run,
+    /// --rw paths) as one deterministic layer; a running container is frozen meanwhile.
+    Commit(container_cmd::CommitArgs),
     /// Run the log daemon (in the foreground; `run -d` starts it on first use).
     Logd(logs_cmd::LogdArgs),
     /// Show a container's output (or, with --all, every container's lines and events).
@@ -363,6 +366,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Update(args) => container_cmd::update(&cli.state, cli.json, args),
         Command::Checkpoint(args) => checkpoint_cmd::checkpoint(&cli.state, cli.json, args),
         Command::Restore(args) => checkpoint_cmd::restore(&cli.root, &cli.state, args),
+        Command::Commit(args) => container_cmd::commit(&cli.root, &cli.state, cli.json, args),
         Command::Logd(args) => logs_cmd::logd(&cli.state, args),
         Command::Logs(args) => logs_cmd::logs(&cli.state, cli.json, args),
         Command::Pin(PinCommand::Deb { names, with_deps }) => {

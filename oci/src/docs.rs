@@ -180,6 +180,47 @@ fn descriptor(
     b.build().map_err(oci_err("descriptor"))
 }
 
+/// A stored blob as a manifest describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobRef {
+    /// sha256 of the blob as stored.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its compression (gives the layer media type).
+    pub compression: crate::layer::Compression,
+}
+
+/// A canonical OCI image manifest for a config and layers (no annotations).
+pub(crate) fn manifest_for(
+    config: &Digest,
+    config_size: u64,
+    layers: &[BlobRef],
+) -> Result<Vec<u8>> {
+    let mut descs = Vec::new();
+    for l in layers {
+        descs.push(descriptor(
+            MediaType::from(l.compression.media_type()),
+            &l.digest,
+            l.size,
+            None,
+        )?);
+    }
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(
+            MediaType::ImageConfig,
+            config,
+            config_size,
+            None,
+        )?)
+        .layers(descs)
+        .build()
+        .map_err(oci_err("manifest"))?;
+    canonical_json(&manifest)
+}
+
 /// Builds the canonical config, manifest and index for `spec`.
 pub fn image_documents(spec: &ImageSpec) -> Result<Documents> {
     let c = &spec.config;

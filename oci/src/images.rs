@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/images/<hex>/rootfs/       the unpacked layers (what a container's root is made from)
 //! <root>/images/<hex>/config.json   the verified image config blob
+//! <root>/images/<hex>/manifest.json the image manifest (layer descriptors, for `commit`)
 //! <root>/images/<hex>/image.json    name, digest, size, created, loaded_at, annotations
 //! ```
 //! `<hex>` is the image manifest digest (the config digest for a legacy docker-archive, which
@@ -49,7 +50,7 @@ pub struct Images {
     dir: PathBuf,
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -130,7 +131,7 @@ impl Images {
         };
         let fresh = unpacked.is_some();
         let name = info.ref_name.clone().map(|n| normalize_name(&n));
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         // The record is written after the unpacked directory is renamed into place: a
         // concurrent load that lost the rename, or a load interrupted in between, finds the
         // directory without it, and writes it here.
@@ -154,7 +155,35 @@ impl Images {
             rec.name = name.clone().or(rec.name);
             rec
         };
-        if let Some(n) = &name {
+        self.take_name(&rec, &lock)?;
+        self.write_record(&rec)?;
+        Ok((rec, fresh))
+    }
+
+    /// Records an image made here (`commit`): a fresh one as `rec`; one already present
+    /// keeps its record but gets `rec`'s name. The name is taken from any other image.
+    pub(crate) fn record_named(
+        &self,
+        rec: ImageRecord,
+        fresh: bool,
+    ) -> Result<(ImageRecord, bool)> {
+        let lock = self.lock()?;
+        let dir = self.path(&rec);
+        let rec = if fresh || !dir.join("image.json").exists() {
+            rec
+        } else {
+            let mut old = self.read_record(&dir)?;
+            old.name = rec.name.clone();
+            old
+        };
+        self.take_name(&rec, &lock)?;
+        self.write_record(&rec)?;
+        Ok((rec, fresh))
+    }
+
+    /// Removes `rec`'s name from every other image (names are unique). Needs the lock.
+    fn take_name(&self, rec: &ImageRecord, _lock: &fs::File) -> Result<()> {
+        if let Some(n) = &rec.name {
             for mut other in self.list()? {
                 if other.digest != rec.digest && other.name.as_deref() == Some(n) {
                     other.name = None;
@@ -162,8 +191,7 @@ impl Images {
                 }
             }
         }
-        self.write_record(&rec)?;
-        Ok((rec, fresh))
+        Ok(())
     }
 
     fn lock(&self) -> Result<fs::File> {
@@ -296,6 +324,92 @@ fn digest_hex(rec: &ImageRecord) -> &str {
     rec.digest.trim_start_matches("sha256:")
 }
 
+/// Checks an image name for naming an image here (`commit`, docker's reference grammar
+/// without a digest): `[HOST[:PORT]/]PATH[:TAG]`, PATH components of lowercase letters and
+/// digits joined by `.`, `_`, `__` or `-`s, TAG up to 128 of `[A-Za-z0-9_.-]` not starting
+/// with `.` or `-`. Returns it normalized (`:latest` added).
+pub fn validate_name(name: &str) -> Result<String> {
+    let bad = |why: &str| Error::Invalid {
+        field: format!("image name {name:?}"),
+        reason: format!(
+            "{why}; use e.g. `myapp`, `myapp:1.0` or `registry.example:5000/team/myapp:1.0`"
+        ),
+    };
+    if name.is_empty() || name.len() > 255 {
+        return Err(bad("must be 1-255 characters"));
+    }
+    if name.contains('@') {
+        return Err(bad("a digest cannot be a new image's name"));
+    }
+    let (repo, tag) = match name.rfind(':') {
+        Some(i) if !name[i + 1..].contains('/') => (&name[..i], Some(&name[i + 1..])),
+        _ => (name, None),
+    };
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && !t.starts_with(['.', '-'])
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !ok {
+            return Err(bad(&format!("tag {t:?} is not valid")));
+        }
+    }
+    let parts: Vec<&str> = repo.split('/').collect();
+    let host = parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost");
+    for (i, p) in parts.iter().enumerate() {
+        if i == 0 && host {
+            let (h, port) = match p.split_once(':') {
+                Some((h, port)) => (h, Some(port)),
+                None => (*p, None),
+            };
+            let ok = !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                && port.is_none_or(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()));
+            if !ok {
+                return Err(bad(&format!("registry host {p:?} is not valid")));
+            }
+            continue;
+        }
+        if !path_component_ok(p) {
+            return Err(bad(&format!(
+                "path component {p:?} is not valid (lowercase letters and digits, joined by '.', '_', '__' or '-')"
+            )));
+        }
+    }
+    if parts.len() == 1 && repo.len() == 64 && repo.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("64 hex digits would read as an image digest"));
+    }
+    Ok(normalize_name(name))
+}
+
+fn path_component_ok(p: &str) -> bool {
+    let b = p.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator run: ".", "_", "__" or any number of "-".
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &p[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
 /// `hello` -> `hello:latest`; names with a tag or digest are kept.
 pub fn normalize_name(name: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or(name);
@@ -306,7 +420,7 @@ pub fn normalize_name(name: &str) -> String {
     }
 }
 
-fn dir_size(p: &Path) -> io::Result<u64> {
+pub(crate) fn dir_size(p: &Path) -> io::Result<u64> {
     let mut total = 0;
     for e in fs::read_dir(p)? {
         let e = e?;
@@ -323,6 +437,37 @@ fn dir_size(p: &Path) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for ok in [
+            "app",
+            "app:1.0",
+            "team/my-app_x__y.z:v1_2-3",
+            "localhost/app",
+            "registry.example:5000/team/app:latest",
+        ] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(validate_name("app").unwrap(), "app:latest");
+        for bad in [
+            "",
+            "App",
+            "app:",
+            "app:-x",
+            "a@sha256:00",
+            "-app",
+            "app/",
+            "a..b",
+            "a b",
+            "host:x/app",
+            &"a".repeat(256),
+            &"ab".repeat(32),
+        ] {
+            let e = validate_name(bad).unwrap_err().to_string();
+            assert!(e.contains("image name"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn names_default_to_latest() {

@@ -103,7 +103,24 @@ pub enum LayerSource {
         /// The paths to keep.
         paths: BTreeSet<PathBuf>,
     },
+    /// Host directories placed at paths of the layer (a container's writable directories
+    /// for `commit`). Each `(path, dir)` puts the content of `dir` at `path` and an opaque
+    /// whiteout (`path/.wh..wh..opq`) in it, so the layer defines that directory completely
+    /// (what lower layers had there and is gone now stays gone). The parent directories of
+    /// each `path` are entries too, with the metadata they have in `parents_from` (the
+    /// image's unpacked root). A `path` below another one replaces that part of the outer
+    /// directory's content. Sockets and fifos are left out: they are plumbing of the
+    /// processes that made them, not data.
+    Mapped {
+        /// Where the parents' metadata comes from.
+        parents_from: PathBuf,
+        /// (path in the layer, host directory) pairs.
+        dirs: Vec<(PathBuf, PathBuf)>,
+    },
 }
+
+/// Name of the opaque whiteout entry (OCI image spec, "Opaque Whiteout").
+pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
 /// Settings for [`write_layer`].
 #[derive(Clone, Debug, Default)]
@@ -146,6 +163,17 @@ struct Item {
     rel: Vec<u8>,
     abs: PathBuf,
     meta: Metadata,
+    /// An opaque whiteout marker (an empty file; `abs`/`meta` are its directory's).
+    opaque: bool,
+}
+
+/// What [`walk`] leaves out.
+#[derive(Default)]
+struct Skip {
+    /// Layer paths whose whole subtree is left out.
+    subtrees: BTreeSet<Vec<u8>>,
+    /// Leave out sockets and fifos.
+    plumbing: bool,
 }
 
 fn rel_components(p: &Path) -> Result<Vec<Vec<u8>>> {
@@ -170,7 +198,7 @@ fn lstat(p: &Path) -> Result<Metadata> {
     fs::symlink_metadata(p).map_err(io_err(p, "lstat"))
 }
 
-fn walk(rel: &mut Vec<u8>, dir: &Path, out: &mut Vec<Item>) -> Result<()> {
+fn walk(rel: &mut Vec<u8>, dir: &Path, out: &mut Vec<Item>, skip: &Skip) -> Result<()> {
     let rd = fs::read_dir(dir).map_err(io_err(dir, "read directory"))?;
     let mut names = Vec::new();
     for e in rd {
@@ -186,14 +214,22 @@ fn walk(rel: &mut Vec<u8>, dir: &Path, out: &mut Vec<Item>) -> Result<()> {
             rel.push(b'/');
         }
         rel.extend_from_slice(name.as_bytes());
+        let ft = meta.file_type();
+        if skip.subtrees.contains(rel.as_slice())
+            || (skip.plumbing && (ft.is_socket() || ft.is_fifo()))
+        {
+            rel.truncate(len);
+            continue;
+        }
         let is_dir = meta.is_dir();
         out.push(Item {
             rel: rel.clone(),
             abs: abs.clone(),
             meta,
+            opaque: false,
         });
         if is_dir {
-            walk(rel, &abs, out)?;
+            walk(rel, &abs, out, skip)?;
         }
         rel.truncate(len);
     }
@@ -211,7 +247,10 @@ fn collect(source: &LayerSource) -> Result<Vec<Item>> {
                     reason: "is not a directory; give the layer's root directory".into(),
                 });
             }
-            walk(&mut Vec::new(), root, &mut items)?;
+            walk(&mut Vec::new(), root, &mut items, &Skip::default())?;
+        }
+        LayerSource::Mapped { parents_from, dirs } => {
+            collect_mapped(parents_from, dirs, &mut items)?;
         }
         LayerSource::Paths { root, paths } => {
             let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
@@ -244,6 +283,7 @@ fn collect(source: &LayerSource) -> Result<Vec<Item>> {
                         rel: rel.clone(),
                         abs: abs.clone(),
                         meta,
+                        opaque: false,
                     });
                 }
             }
@@ -251,6 +291,107 @@ fn collect(source: &LayerSource) -> Result<Vec<Item>> {
     }
     items.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(items)
+}
+
+fn collect_mapped(
+    parents_from: &Path,
+    dirs: &[(PathBuf, PathBuf)],
+    items: &mut Vec<Item>,
+) -> Result<()> {
+    let mut mapped: Vec<(Vec<u8>, usize, &Path)> = Vec::new();
+    for (path, dir) in dirs {
+        let comps = rel_components(path)?;
+        if comps.is_empty() {
+            return Err(Error::Invalid {
+                field: format!("layer path {}", path.display()),
+                reason: "is the root; map directories below it".into(),
+            });
+        }
+        mapped.push((comps.join(&b'/'), comps.len(), dir.as_path()));
+    }
+    // Outer directories first; a path mapped twice keeps its first directory.
+    mapped.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    mapped.dedup_by(|b, a| a.0 == b.0);
+    let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
+    for (i, (rel, _, dir)) in mapped.iter().enumerate() {
+        // Parents, from the image root, unless an outer mapped directory holds them.
+        let mut prefix: Vec<u8> = Vec::new();
+        let mut abs = parents_from.to_path_buf();
+        let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
+        for part in &parts[..parts.len() - 1] {
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(part);
+            abs.push(OsStr::from_bytes(part));
+            if seen.contains(&prefix) || under_mapped(&prefix, &mapped[..i]) {
+                continue;
+            }
+            let meta = lstat(&abs)?;
+            if !meta.is_dir() {
+                return Err(Error::Source {
+                    path: abs.clone(),
+                    reason: format!(
+                        "is not a directory but the mapped path {} goes through it",
+                        String::from_utf8_lossy(rel)
+                    ),
+                });
+            }
+            seen.insert(prefix.clone());
+            items.push(Item {
+                rel: prefix.clone(),
+                abs: abs.clone(),
+                meta,
+                opaque: false,
+            });
+        }
+        let meta = fs::metadata(dir).map_err(io_err(dir, "stat"))?;
+        if !meta.is_dir() {
+            return Err(Error::Source {
+                path: dir.to_path_buf(),
+                reason: "is not a directory; map directories".into(),
+            });
+        }
+        // Its own entry replaces whatever an outer directory's walk found there.
+        items.retain(|it| it.rel != *rel);
+        let mut marker = rel.clone();
+        marker.push(b'/');
+        marker.extend_from_slice(OPAQUE_WHITEOUT.as_bytes());
+        items.push(Item {
+            rel: marker,
+            abs: dir.to_path_buf(),
+            meta: meta.clone(),
+            opaque: true,
+        });
+        items.push(Item {
+            rel: rel.clone(),
+            abs: dir.to_path_buf(),
+            meta,
+            opaque: false,
+        });
+        seen.insert(rel.clone());
+        let skip = Skip {
+            subtrees: mapped[i + 1..]
+                .iter()
+                .filter(|(r, _, _)| r.starts_with(rel) && r.get(rel.len()) == Some(&b'/'))
+                .map(|(r, _, _)| r.clone())
+                .collect(),
+            plumbing: true,
+        };
+        let start = items.len();
+        walk(&mut rel.clone(), dir, items, &skip)?;
+        for it in &items[start..] {
+            seen.insert(it.rel.clone());
+        }
+    }
+    Ok(())
+}
+
+/// True when `rel` is one of `mapped`'s paths or below one.
+fn under_mapped(rel: &[u8], mapped: &[(Vec<u8>, usize, &Path)]) -> bool {
+    mapped.iter().any(|(m, _, _)| {
+        rel == m.as_slice() || (rel.starts_with(m) && rel.get(m.len()) == Some(&b'/'))
+    })
 }
 
 enum Sink {
@@ -305,7 +446,8 @@ fn open_sink(out: &Path, c: Compression) -> Result<Sink> {
 /// mtime `opts.epoch`, owner from `opts.owner`, empty user/group names, mode `& 0o7777`.
 /// Symlinks are stored, never followed. Files with several links inside the layer are
 /// stored once (the first path in sort order) and the later paths as hard links to it.
-/// Char/block devices keep only their device numbers; fifos and sockets are refused.
+/// Char/block devices keep only their device numbers; fifos and sockets are refused
+/// (left out for [`LayerSource::Mapped`]).
 pub fn write_layer(source: &LayerSource, opts: &LayerOptions, out: &Path) -> Result<LayerBlob> {
     if let LayerSource::Dir(root) = source {
         let (o, r) = (std::path::absolute(out), std::path::absolute(root));
@@ -333,6 +475,18 @@ pub fn write_layer(source: &LayerSource, opts: &LayerOptions, out: &Path) -> Res
     };
     for it in &items {
         let m = &it.meta;
+        if it.opaque {
+            let h = EntryHeader {
+                path: &it.rel,
+                kind: Kind::File { size: 0 },
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: opts.epoch,
+            };
+            tar.header(&h).map_err(werr)?;
+            continue;
+        }
         let (uid, gid) = match opts.owner {
             Ownership::Fixed { uid, gid } => (u64::from(uid), u64::from(gid)),
             Ownership::FromDisk => (u64::from(m.uid()), u64::from(m.gid())),

@@ -10,6 +10,9 @@
 //! unpacks the layers into a plain directory, refusing entries that could escape it;
 //! [`diff_archives`] names the first difference between two image archives.
 //!
+//! Registry: [`Images`] holds loaded images (unpacked root, config, manifest) and makes new
+//! ones from a loaded image plus one layer ([`Images::commit`], for `distill commit`).
+//!
 //! The crate knows nothing of manifests, the store or the runtime.
 
 mod archive;
@@ -42,4 +45,6 @@ pub use tree::TreeUnpacker;
 mod inspect;
 pub use inspect::{inspect_archive, ArchiveInfo};
 mod images;
-pub use images::{normalize_name, parse_config, ImageRecord, Images};
+pub use images::{normalize_name, parse_config, validate_name, ImageRecord, Images};
+mod commit;
+pub use commit::{CommitLayer, BASE_DIGEST_ANNOTATION};

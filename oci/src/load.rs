@@ -40,6 +40,10 @@ pub struct LoadedImage {
     pub rootfs: PathBuf,
 }
 
+/// The file of a loaded image's directory holding its image manifest (for a docker-archive,
+/// one made from the layers as read).
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
+
 /// Removes a directory tree on drop unless disarmed.
 struct Cleanup(Option<PathBuf>);
 
@@ -52,7 +56,9 @@ impl Drop for Cleanup {
 }
 
 /// Loads an image archive (OCI layout tar or docker-archive) into `dest`, which must not
-/// exist: `dest/rootfs` gets the unpacked layers, `dest/config.json` the image config.
+/// exist: `dest/rootfs` gets the unpacked layers, `dest/config.json` the image config,
+/// `dest/manifest.json` the image manifest (made from the layers as read for a
+/// docker-archive, which has none). Layer blobs are not kept.
 ///
 /// Every document and layer blob is checked against its digest and size while it is
 /// streamed (each byte is read once); layer entries that are absolute, contain `..`, go
@@ -73,15 +79,29 @@ pub fn load_archive(archive: &Path, dest: &Path) -> Result<LoadedImage> {
     let mut un = Unpacker::new(&rootfs_tmp);
     let mut blob_bytes = 0;
     let mut layer_digests = Vec::new();
+    let mut blobs = Vec::new();
     for (i, l) in parsed.layers.iter().enumerate() {
         un.start_layer();
-        let (d, size) = unpack_layer(&outer, i, l, &mut un)?;
+        let (d, size, blob) = unpack_layer(&outer, i, l, &mut un)?;
         blob_bytes += size;
         layer_digests.push(d);
+        blobs.push(blob);
     }
     un.finish()?;
     let cfg_path = tmp.join("config.json");
     fs::write(&cfg_path, &parsed.config_bytes).map_err(io_err(&cfg_path, "write"))?;
+    // The layer descriptors, for images derived from this one (`commit`); a docker-archive
+    // has no manifest, so one is made from what was read.
+    let manifest = match &parsed.manifest {
+        Some(m) => m.clone(),
+        None => crate::docs::manifest_for(
+            &parsed.config_digest,
+            parsed.config_bytes.len() as u64,
+            &blobs,
+        )?,
+    };
+    let man_path = tmp.join(MANIFEST_FILE);
+    fs::write(&man_path, &manifest).map_err(io_err(&man_path, "write"))?;
     fs::rename(&tmp, dest).map_err(io_err(dest, "rename into place"))?;
     guard.0 = None;
     Ok(LoadedImage {
@@ -164,7 +184,7 @@ fn unpack_layer(
     index: usize,
     l: &LayerRef,
     un: &mut Unpacker,
-) -> Result<(Digest, u64)> {
+) -> Result<(Digest, u64, crate::docs::BlobRef)> {
     let archive = &outer.path;
     let (reader, size) = outer.reader(&l.name)?;
     let what = format!("layer {index}");
@@ -251,5 +271,10 @@ fn unpack_layer(
             l.diff_id
         )));
     }
-    Ok((l.digest.clone().unwrap_or(diff_id), size))
+    let blob = crate::docs::BlobRef {
+        digest: raw_digest,
+        size,
+        compression,
+    };
+    Ok((l.digest.clone().unwrap_or(diff_id), size, blob))
 }

@@ -70,7 +70,7 @@ fn cpath(p: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
-fn set_mtime_nofollow(p: &Path, secs: u64) -> io::Result<()> {
+pub(crate) fn set_mtime_nofollow(p: &Path, secs: u64) -> io::Result<()> {
     let c = cpath(p)?;
     let t = libc::timespec {
         tv_sec: secs as libc::time_t,

@@ -598,6 +598,13 @@ fn docker_archive_has_manifest_json_and_loads_to_same_digest() {
     assert_eq!(loaded.layers, vec![l.digest.clone()]);
     assert_eq!(loaded.ref_name.as_deref(), Some("test:1"));
     assert!(loaded.rootfs.join("usr/bin/hello").is_file());
+    // The load keeps a manifest describing the layer blobs as read (one is made for a
+    // docker-archive), for images derived from it.
+    let man: serde_json::Value =
+        serde_json::from_slice(&fs::read(t.path().join("dest/manifest.json")).unwrap()).unwrap();
+    assert_eq!(man["layers"][0]["digest"], l.digest.as_str());
+    assert_eq!(man["layers"][0]["size"], l.size);
+    assert_eq!(man["config"]["digest"], loaded.config_digest.as_str());
     let info = inspect_archive(&out).unwrap();
     assert_eq!(
         (info.format, info.manifest_digest.clone(), info.layers),
@@ -610,6 +617,8 @@ fn docker_archive_has_manifest_json_and_loads_to_same_digest() {
     );
     let loaded2 = load_archive(&out, &t.path().join("dest2")).unwrap();
     assert_eq!(loaded2.format, ArchiveFormat::OciLayout);
+    let kept = fs::read(t.path().join("dest2/manifest.json")).unwrap();
+    assert_eq!(Digest::of_bytes(&kept), d);
     assert_eq!(loaded2.manifest_digest, Some(d));
 }
 
@@ -686,4 +695,93 @@ fn skopeo_accepts_oci_archive() {
         );
         assert!(t.path().join("bundle/rootfs/usr/bin/hello").is_file());
     }
+}
+
+/// `Mapped` puts host directories at layer paths with an opaque whiteout each, takes parents
+/// from the image root, lets a nested mapping replace that part of its parent's content,
+/// keeps numeric owners with `FromDisk`, and leaves sockets and fifos out.
+#[test]
+fn mapped_directories_define_their_paths_completely() {
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("img");
+    fs::create_dir_all(img.join("var/lib")).unwrap();
+    fs::set_permissions(
+        img.join("var"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    let var = t.path().join("rw-var");
+    fs::create_dir_all(var.join("lib/app")).unwrap();
+    write(
+        &var.join("lib/app/stale"),
+        b"hidden by the nested mapping",
+        0o644,
+    );
+    write(&var.join("log"), b"l", 0o640);
+    std::os::unix::fs::chown(var.join("log"), Some(1000), Some(1001)).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(var.join("sock")).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(var.join("fifo"))
+        .status()
+        .unwrap()
+        .success());
+    let app = t.path().join("rw-app");
+    fs::create_dir_all(&app).unwrap();
+    write(&app.join("data"), b"d", 0o600);
+    let src = LayerSource::Mapped {
+        parents_from: img.clone(),
+        dirs: vec![
+            (PathBuf::from("/var/lib/app"), app.clone()),
+            (PathBuf::from("/var"), var.clone()),
+        ],
+    };
+    let opts = LayerOptions {
+        epoch: 5,
+        owner: Ownership::FromDisk,
+        compression: Compression::None,
+        ..Default::default()
+    };
+    let out = t.path().join("layer.tar");
+    write_layer(&src, &opts, &out).unwrap();
+    let mut ar = tar::Archive::new(fs::File::open(&out).unwrap());
+    let got: Vec<(String, u64, u64, u32)> = ar
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            (
+                String::from_utf8_lossy(&e.path_bytes()).into_owned(),
+                h.uid().unwrap(),
+                h.mtime().unwrap(),
+                h.mode().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "var/",
+            "var/.wh..wh..opq",
+            "var/lib/",
+            "var/lib/app/",
+            "var/lib/app/.wh..wh..opq",
+            "var/lib/app/data",
+            "var/log",
+        ]
+    );
+    assert!(got.iter().all(|g| g.2 == 5));
+    let log = got.iter().find(|g| g.0 == "var/log").unwrap();
+    assert_eq!((log.1, log.3), (1000, 0o640));
+    // A layer path that is only a parent (here none: /var is mapped) comes from the image.
+    let src = LayerSource::Mapped {
+        parents_from: img.clone(),
+        dirs: vec![(PathBuf::from("/var/lib/app"), app.clone())],
+    };
+    write_layer(&src, &opts, &out).unwrap();
+    let mut ar = tar::Archive::new(fs::File::open(&out).unwrap());
+    let first = ar.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(first.path_bytes().as_ref(), b"var/");
+    assert_eq!(first.header().mode().unwrap(), 0o750);
 }

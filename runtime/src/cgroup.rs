@@ -876,6 +876,86 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Freezes every process of this (full) cgroup and waits until the kernel reports it
+    /// frozen: v1 writes `FROZEN` to `freezer.state` (joining the container to the freezer
+    /// controller first when it started without it, see [`Cgroup::needed`]), v2 writes `1`
+    /// to `cgroup.freeze` and waits for `frozen 1` in `cgroup.events`. Gives up after
+    /// `timeout`, thawing again. Pair it with [`Cgroup::thaw`].
+    pub fn freeze(&self, timeout: Duration) -> Result<()> {
+        let (file, value) = self.freezer_file()?;
+        if self.v1 {
+            let have = self.existing();
+            if !have.dirs.contains_key("freezer") {
+                let mut want = have.clone();
+                if let Some(d) = self.dirs.get("freezer") {
+                    want.dirs.insert("freezer".into(), d.clone());
+                }
+                have.grow_to(&want)?;
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            // v1: a write while FREEZING retries tasks that were busy (as runc does).
+            fs::write(&file, value.0).map_err(io_err("write", &file))?;
+            if self.is_frozen()? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = self.thaw();
+                return Err(CgroupError::Io {
+                    op: "freeze",
+                    path: file,
+                    source: io::Error::new(
+                        ErrorKind::TimedOut,
+                        format!("processes still not frozen after {timeout:?}; thawed again"),
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Thaws the processes of this cgroup (v1 `THAWED`, v2 `cgroup.freeze` 0). A cgroup
+    /// that was never joined to the freezer is not frozen: nothing to do.
+    pub fn thaw(&self) -> Result<()> {
+        let (file, value) = self.freezer_file()?;
+        if !file.exists() {
+            return Ok(());
+        }
+        fs::write(&file, value.1).map_err(io_err("write", &file))
+    }
+
+    /// True when the kernel reports this cgroup frozen.
+    pub fn is_frozen(&self) -> Result<bool> {
+        if self.v1 {
+            Ok(self.read("freezer", "freezer.state")? == "FROZEN")
+        } else {
+            let ev = self.read("", "cgroup.events")?;
+            Ok(ev.lines().any(|l| l.trim() == "frozen 1"))
+        }
+    }
+
+    /// The file that freezes the cgroup and its (freeze, thaw) values.
+    fn freezer_file(&self) -> Result<(PathBuf, (&'static str, &'static str))> {
+        let missing = |file: &str| CgroupError::Unsupported {
+            field: "commit (freezing a running container)",
+            path: PathBuf::from(file),
+        };
+        if self.v1 {
+            let d = self
+                .dirs
+                .get("freezer")
+                .ok_or_else(|| missing("<freezer controller>/freezer.state"))?;
+            Ok((d.join("freezer.state"), ("FROZEN", "THAWED")))
+        } else {
+            let d = self
+                .dirs
+                .get("")
+                .ok_or_else(|| missing("<cgroup2>/cgroup.freeze"))?;
+            Ok((d.join("cgroup.freeze"), ("1", "0")))
+        }
+    }
+
     /// The pids in the cgroup (from the memory/pids directory on v1).
     pub fn procs(&self) -> Result<Vec<i32>> {
         let dir = self
@@ -1053,6 +1133,32 @@ mod tests {
             fs::read_to_string("/proc/thread-self/cgroup").unwrap(),
             before
         );
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        full.remove().unwrap();
+        assert!(full.paths().iter().all(|p| !p.exists()));
+    }
+
+    /// A container cgroup without the freezer (v1: no limits) is frozen by joining it to the
+    /// freezer first; thaw undoes it and the process is left where it was otherwise.
+    #[test]
+    fn freeze_and_thaw_a_running_cgroup() {
+        let h = Hierarchy::detect().unwrap();
+        let name = format!("unit-freeze-{}", std::process::id());
+        let full = h.cgroup(&name);
+        let bare = full.needed(&Limits::default()).unwrap();
+        bare.create().unwrap();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id() as i32;
+        bare.add_pid(pid).unwrap();
+        full.freeze(Duration::from_secs(5)).unwrap();
+        assert!(full.is_frozen().unwrap());
+        assert_eq!(full.existing().procs().unwrap(), vec![pid]);
+        full.thaw().unwrap();
+        assert!(!full.is_frozen().unwrap());
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
         full.remove().unwrap();

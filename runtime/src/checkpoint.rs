@@ -65,8 +65,8 @@ pub const META_FILE: &str = "distill.json";
 pub const EXPORT_MANIFEST: &str = ".distill-export.json";
 /// The default checkpoint directory inside a container's state directory.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
-/// The container's writable directory inside its state directory (exported when present).
-pub const RW_DIR: &str = "rw";
+/// The container's writable directories inside its state directory (exported when present).
+pub use crate::container::RW_DIR;
 const DUMP_LOG: &str = "criu-dump.log";
 const RESTORE_LOG: &str = "criu-restore.log";
 const PIDFILE: &str = "criu-restore.pid";
@@ -611,7 +611,12 @@ impl Runtime {
         let (inherit, external_files) = outside_fds(&s, &procs, pid)?;
         let mounted = mount_points(pid).map_err(|e| failed(format!("read its mounts: {e}")))?;
         let mut mounts = Vec::new();
-        for (i, b) in container::host_binds(&s.config)?.into_iter().enumerate() {
+        let container_dir = std::path::absolute(self.state.dir(name))
+            .map_err(|e| failed(format!("resolve its state directory: {e}")))?;
+        for (i, b) in container::host_binds(&s.config, &container_dir)?
+            .into_iter()
+            .enumerate()
+        {
             if !mounted.contains(&b.target) {
                 continue;
             }
@@ -889,7 +894,9 @@ impl Runtime {
                 if self.cgroups.is_v1() { "v1" } else { "v2" }
             )));
         }
-        let binds = container::host_binds(&s.config)?;
+        let container_dir = std::path::absolute(self.state.dir(name))
+            .map_err(|e| failed(format!("resolve its state directory: {e}")))?;
+        let binds = container::host_binds(&s.config, &container_dir)?;
         let rootfs = fs::canonicalize(&s.config.rootfs).map_err(|e| {
             failed(format!(
                 "image directory {}: {e}; load the image again",

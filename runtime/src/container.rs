@@ -5,13 +5,25 @@
 //! module only decides the container's shape.
 //!
 //! Root file system: the image directory is bind-mounted and made **read-only**, shared by
-//! every container of that image (no copy, no overlay: starting is a few mounts). Writable
-//! places are tmpfs mounts at `/tmp` and `/run` (unless `read_only`), `--tmpfs` paths and
-//! volumes. Missing mount points are created in the image directory by the sandbox on the
-//! first start, every target resolved inside the root (`openat2(RESOLVE_IN_ROOT)`: symlinks of
-//! an image cannot point a mount at the host). `/dev` is a minimal tmpfs (null, zero, full,
-//! random, urandom, tty, a private devpts, shm, mqueue), `/proc` has runc's masked and
-//! read-only paths, `/sys` is read-only.
+//! every container of that image (no copy, no overlay: starting is a few mounts). Missing
+//! mount points are created in the image directory by the sandbox on the first start, every
+//! target resolved inside the root (`openat2(RESOLVE_IN_ROOT)`: symlinks of an image cannot
+//! point a mount at the host). `/dev` is a minimal tmpfs (null, zero, full, random, urandom,
+//! tty, a private devpts, shm, mqueue), `/proc` has runc's masked and read-only paths, `/sys`
+//! is read-only.
+//!
+//! Writable places ([`writable_dirs`]): `/tmp` and `/run` (unless `read_only`) and every
+//! `--rw PATH` are **directories on disk** in the container's state directory,
+//! `<state>/<name>/rw/<PATH with '%' as %25 and '/' as %2F>` (`rw/tmp`, `rw/var%2Flib%2Fapp`: a
+//! flat, collision-free layout, since `/var` and `/var/lib/app` may both be writable),
+//! bind-mounted read-write. They are created when the container is and seeded with the
+//! image's content at that path (mode, owner, mtime and symlinks kept; no fsync), so what a
+//! committed image carries in `/tmp` is visible to its containers. They outlive the
+//! container's processes (`distill commit` and checkpoint export read them) and go with its
+//! state directory (`rm`, `--rm`). The top directory of `/tmp` and `/run` is always mode 1777
+//! (as the tmpfs mounts they replace were); a `--rw` path missing from the image is created
+//! 0755 and owned by the container's user. `--tmpfs` paths stay tmpfs and volumes stay host
+//! directories: neither is captured by `commit`, like Docker.
 //!
 //! The process gets Docker's default capabilities, `no_new_privs`, the Docker-like seccomp
 //! filter ([`distill_sandbox::SeccompFilter::docker_default`]) unless disabled, RLIMIT_NOFILE
@@ -19,8 +31,12 @@
 //! the monitor moved it into its cgroup (so the container sees that cgroup as `/`), and the
 //! monitor's cgroup work overlaps the container's mounts ([`Spec::return_early`]).
 
+use std::ffi::OsString;
 use std::fs;
+use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use distill_sandbox::{
@@ -154,8 +170,9 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// Checks `cfg` and builds the sandbox spec of the container's init.
-    pub fn new(cfg: &ContainerConfig) -> Result<Self, RuntimeError> {
+    /// Checks `cfg` and builds the sandbox spec of the container's init, whose state
+    /// directory (holding its writable directories) is `container_dir` (absolute).
+    pub fn new(cfg: &ContainerConfig, container_dir: &Path) -> Result<Self, RuntimeError> {
         let root = fs::canonicalize(&cfg.rootfs).map_err(|e| {
             RuntimeError::Config(format!(
                 "rootfs {}: {e}; unpack the image first",
@@ -169,16 +186,23 @@ impl Prepared {
             )));
         }
         let mut mounts = Vec::new();
-        let mut tmpfs: Vec<PathBuf> = Vec::new();
-        if !cfg.read_only {
-            tmpfs.push("/tmp".into());
-            tmpfs.push("/run".into());
+        for p in &cfg.rw {
+            check_target(p)?;
         }
-        tmpfs.extend(cfg.tmpfs.iter().cloned());
-        for t in tmpfs {
-            check_target(&t)?;
+        // Writable directories first (parents before children), so that tmpfs mounts and
+        // volumes below them land on top.
+        for (src, dst) in writable_dirs(container_dir, cfg) {
+            mounts.push(Mount::Bind {
+                src,
+                dst,
+                readonly: false,
+                recursive: false,
+            });
+        }
+        for t in &cfg.tmpfs {
+            check_target(t)?;
             mounts.push(Mount::Tmpfs {
-                dst: t,
+                dst: t.clone(),
                 size: None,
                 mode: 0o1777,
             });
@@ -250,13 +274,287 @@ impl Prepared {
     }
 }
 
-/// Every bind mount of a host path inside the container of `cfg` (dev nodes, masked /proc
-/// files, volumes and any other bind the spec has), as its sandbox spec will make them: the
-/// one list `checkpoint` declares to CRIU as external mounts and `restore` maps back.
+/// Every bind mount of a host path inside the container of `cfg` whose state directory is
+/// `container_dir` (dev nodes, masked /proc files, volumes, writable directories and any other
+/// bind the spec has), as its sandbox spec will make them: the one list `checkpoint` declares
+/// to CRIU as external mounts and `restore` maps back.
 pub(crate) fn host_binds(
     cfg: &ContainerConfig,
+    container_dir: &Path,
 ) -> Result<Vec<distill_sandbox::HostBind>, RuntimeError> {
-    Ok(Prepared::new(cfg)?.spec.host_binds())
+    Ok(Prepared::new(cfg, container_dir)?.spec.host_binds())
+}
+
+/// Name of the directory in a container's state directory that holds its writable
+/// directories (see [`writable_dirs`]).
+pub const RW_DIR: &str = "rw";
+
+/// The writable directories of a container whose state directory is `container_dir`: pairs
+/// of (directory on the host, path inside the container), parents before children. The host
+/// directory is `<container_dir>/rw/<encoded path>`; the container path is the requested one
+/// (`/tmp`, `/run` unless `read_only`, then every `rw` entry) resolved inside the image root
+/// the way the sandbox resolves mount targets (an image whose `/run` is a symlink to
+/// `/var/run` gets `/var/run`). Paths that resolve to the same place are listed once.
+/// Whether the host directories exist is not checked.
+///
+/// This is the one list `run` seeds and mounts, `commit` turns into a layer, and checkpoint
+/// export carries.
+pub fn writable_dirs(container_dir: &Path, cfg: &ContainerConfig) -> Vec<(PathBuf, PathBuf)> {
+    let mut wanted: Vec<PathBuf> = Vec::new();
+    if !cfg.read_only {
+        wanted.push("/tmp".into());
+        wanted.push("/run".into());
+    }
+    wanted.extend(cfg.rw.iter().map(|p| lexical(p)));
+    let mut out: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for w in wanted {
+        let inside = resolve_in_root(&cfg.rootfs, &w).unwrap_or_else(|| w.clone());
+        if out.iter().any(|(_, p)| *p == inside) {
+            continue;
+        }
+        out.push((container_dir.join(RW_DIR).join(encode_rw(&w)), inside));
+    }
+    out.sort_by(|a, b| a.1.as_os_str().as_bytes().cmp(b.1.as_os_str().as_bytes()));
+    // Byte order puts "/var-x" before "/var/a"; parents must precede their children.
+    out.sort_by_key(|(_, p)| p.components().count());
+    out
+}
+
+/// `/var/lib/app` -> `var%2Flib%2Fapp` (and `%` -> `%25`): one flat, reversible name.
+fn encode_rw(p: &Path) -> OsString {
+    let raw = p.as_os_str().as_bytes();
+    let raw = raw.strip_prefix(b"/").unwrap_or(raw);
+    let mut out = Vec::with_capacity(raw.len());
+    for &b in raw {
+        match b {
+            b'%' => out.extend_from_slice(b"%25"),
+            b'/' => out.extend_from_slice(b"%2F"),
+            _ => out.push(b),
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// `p` without `.` components and trailing slashes (`..` is refused by [`check_target`]).
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        if let Component::Normal(n) = c {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Resolves the absolute container path `p` inside `root` like `openat2(RESOLVE_IN_ROOT)`:
+/// symlinks are followed with absolute targets taken relative to `root`, `..` stops at the
+/// root. Missing components are kept as written. Returns the resolved container path, or
+/// None when the image loops or a component is a non-directory.
+pub fn resolve_in_root(root: &Path, p: &Path) -> Option<PathBuf> {
+    let mut stack: Vec<OsString> = p
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut cur: Vec<OsString> = Vec::new();
+    let mut hops = 0;
+    let mut missing = false;
+    while let Some(c) = stack.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        if c == "." || c.is_empty() {
+            continue;
+        }
+        if !missing {
+            let mut host = root.to_path_buf();
+            host.extend(&cur);
+            host.push(&c);
+            match fs::symlink_metadata(&host) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    hops += 1;
+                    if hops > 40 {
+                        return None;
+                    }
+                    let t = fs::read_link(&host).ok()?;
+                    if t.is_absolute() {
+                        cur.clear();
+                    }
+                    for part in t.components().rev() {
+                        match part {
+                            Component::Normal(n) => stack.push(n.to_os_string()),
+                            Component::ParentDir => stack.push("..".into()),
+                            _ => {}
+                        }
+                    }
+                    continue;
+                }
+                Ok(m) if !m.is_dir() && !stack.is_empty() => return None,
+                Ok(_) => {}
+                Err(_) => missing = true,
+            }
+        }
+        cur.push(c);
+    }
+    let mut out = PathBuf::from("/");
+    out.extend(cur);
+    Some(out)
+}
+
+/// Creates the container's writable directories ([`writable_dirs`]) in `container_dir`,
+/// each seeded from the image's content at its path. Nested writable directories are left
+/// out of their parent's copy (they are mounted over it). Nothing is fsynced: they are
+/// scratch space until committed.
+pub(crate) fn create_writable_dirs(
+    container_dir: &Path,
+    cfg: &ContainerConfig,
+    owner: (u32, u32),
+) -> Result<(), RuntimeError> {
+    let dirs = writable_dirs(container_dir, cfg);
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let base = container_dir.join(RW_DIR);
+    mkdir(&base, 0o700)?;
+    for (i, (host, inside)) in dirs.iter().enumerate() {
+        let nested: Vec<&Path> = dirs[i + 1..]
+            .iter()
+            .filter(|(_, p)| p.starts_with(inside))
+            .map(|(_, p)| p.as_path())
+            .collect();
+        let default = *inside == Path::new("/tmp") || *inside == Path::new("/run");
+        let src = image_path(&cfg.rootfs, inside);
+        let fail = |what: &str, e: io::Error| {
+            RuntimeError::Config(format!(
+                "writable directory {} of container {}: {what}: {e}",
+                inside.display(),
+                cfg.name
+            ))
+        };
+        match fs::symlink_metadata(&src) {
+            Ok(m) if m.is_dir() => {
+                copy_tree(&src, host, inside, &nested).map_err(|e| fail("seed from the image", e))?;
+                if default {
+                    fs::set_permissions(host, fs::Permissions::from_mode(0o1777))
+                        .map_err(|e| fail("chmod", e))?;
+                }
+            }
+            Ok(_) => {
+                return Err(RuntimeError::Config(format!(
+                    "writable directory {}: the image has a file there, not a directory; --rw takes directories",
+                    inside.display()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mode = if default { 0o1777 } else { 0o755 };
+                mkdir(host, mode)?;
+                fs::set_permissions(host, fs::Permissions::from_mode(mode))
+                    .map_err(|e| fail("chmod", e))?;
+                if !default && owner != (0, 0) {
+                    std::os::unix::fs::lchown(host, Some(owner.0), Some(owner.1))
+                        .map_err(|e| fail("chown", e))?;
+                }
+            }
+            Err(e) => return Err(fail("stat the image's directory", e)),
+        }
+    }
+    Ok(())
+}
+
+/// The host path of container path `inside` in the image root.
+fn image_path(root: &Path, inside: &Path) -> PathBuf {
+    let mut p = root.to_path_buf();
+    p.extend(
+        inside
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_))),
+    );
+    p
+}
+
+fn mkdir(p: &Path, mode: u32) -> Result<(), RuntimeError> {
+    fs::DirBuilder::new()
+        .mode(mode)
+        .create(p)
+        .map_err(|e| RuntimeError::Sys {
+            op: format!("create {}", p.display()),
+            source: e,
+        })
+}
+
+/// Copies the directory `src` to `dst` (which must not exist): directories, files (their
+/// content), symlinks (as links) and fifos, with mode, numeric owner and mtime. Sockets and
+/// device nodes are skipped. `skip` lists container paths (below `inside`, the container
+/// path of `src`) whose subtrees are left out.
+fn copy_tree(src: &Path, dst: &Path, inside: &Path, skip: &[&Path]) -> io::Result<()> {
+    let m = fs::symlink_metadata(src)?;
+    fs::DirBuilder::new().mode(0o700).create(dst)?;
+    for e in fs::read_dir(src)? {
+        let e = e?;
+        let name = e.file_name();
+        let child_inside = inside.join(&name);
+        if skip.contains(&child_inside.as_path()) {
+            continue;
+        }
+        let (s, d) = (e.path(), dst.join(&name));
+        let cm = fs::symlink_metadata(&s)?;
+        let ft = cm.file_type();
+        if ft.is_dir() {
+            copy_tree(&s, &d, &child_inside, skip)?;
+            continue;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&s)?, &d)?;
+        } else if ft.is_file() {
+            fs::copy(&s, &d)?;
+        } else if ft.is_fifo() {
+            let c = std::ffi::CString::new(d.as_os_str().as_bytes())
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            // SAFETY: a valid NUL-terminated path.
+            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        } else {
+            continue;
+        }
+        finish_copy(&d, &cm)?;
+    }
+    finish_copy(dst, &m)
+}
+
+/// Owner, mode (not for symlinks) and mtime of a copied entry, from `m`.
+fn finish_copy(p: &Path, m: &fs::Metadata) -> io::Result<()> {
+    let link = m.file_type().is_symlink();
+    if m.uid() != 0 || m.gid() != 0 {
+        std::os::unix::fs::lchown(p, Some(m.uid()), Some(m.gid()))?;
+    }
+    if !link {
+        fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777))?;
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let t = libc::timespec {
+        tv_sec: m.mtime(),
+        tv_nsec: m.mtime_nsec(),
+    };
+    let times = [t, t];
+    // SAFETY: a valid path and two timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn check_target(t: &Path) -> Result<(), RuntimeError> {
@@ -330,7 +628,112 @@ mod tests {
             tmpfs: vec!["relative".into()],
             ..Default::default()
         };
-        let e = Prepared::new(&cfg).unwrap_err().to_string();
+        let e = Prepared::new(&cfg, dir.path()).unwrap_err().to_string();
         assert!(e.contains("relative"), "{e}");
+        let cfg = ContainerConfig {
+            tmpfs: vec![],
+            rw: vec!["/var/../etc".into()],
+            ..cfg
+        };
+        let e = Prepared::new(&cfg, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("/var/../etc"), "{e}");
+    }
+
+    #[test]
+    fn writable_dirs_are_flat_resolved_and_parents_first() {
+        let img = tempfile::tempdir().unwrap();
+        fs::create_dir_all(img.path().join("var/run")).unwrap();
+        std::os::unix::fs::symlink("/var/run", img.path().join("run")).unwrap();
+        let cfg = ContainerConfig {
+            name: "w".into(),
+            rootfs: img.path().into(),
+            rw: vec![
+                "/var/lib/app/".into(),
+                "/var".into(),
+                "/var-x".into(),
+                "/a%b".into(),
+            ],
+            ..Default::default()
+        };
+        let d = Path::new("/state/w");
+        let got = writable_dirs(d, &cfg);
+        let want: Vec<(PathBuf, PathBuf)> = [
+            ("a%25b", "/a%b"),
+            ("tmp", "/tmp"),
+            ("var", "/var"),
+            ("var-x", "/var-x"),
+            ("run", "/var/run"),
+            ("var%2Flib%2Fapp", "/var/lib/app"),
+        ]
+        .iter()
+        .map(|(h, p)| (d.join("rw").join(h), PathBuf::from(p)))
+        .collect();
+        assert_eq!(got, want);
+        let ro = ContainerConfig {
+            read_only: true,
+            rw: vec![],
+            ..cfg
+        };
+        assert!(writable_dirs(d, &ro).is_empty());
+    }
+
+    #[test]
+    fn resolution_stays_inside_the_root() {
+        let img = tempfile::tempdir().unwrap();
+        let r = img.path();
+        fs::create_dir_all(r.join("real")).unwrap();
+        std::os::unix::fs::symlink("../../../real", r.join("up")).unwrap();
+        std::os::unix::fs::symlink("/loop", r.join("loop")).unwrap();
+        fs::write(r.join("file"), "").unwrap();
+        assert_eq!(
+            resolve_in_root(r, Path::new("/up/x")).unwrap(),
+            Path::new("/real/x")
+        );
+        assert_eq!(resolve_in_root(r, Path::new("/loop")), None);
+        assert_eq!(resolve_in_root(r, Path::new("/file/x")), None);
+        assert_eq!(
+            resolve_in_root(r, Path::new("/new/a")).unwrap(),
+            Path::new("/new/a")
+        );
+    }
+
+    #[test]
+    fn seeding_copies_the_image_and_leaves_nested_dirs_out() {
+        let img = tempfile::tempdir().unwrap();
+        let r = img.path();
+        fs::create_dir_all(r.join("var/lib/app")).unwrap();
+        fs::create_dir_all(r.join("tmp")).unwrap();
+        fs::set_permissions(r.join("tmp"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(r.join("var/lib/app/data"), "app").unwrap();
+        fs::write(r.join("var/f"), "f").unwrap();
+        std::os::unix::fs::symlink("f", r.join("var/l")).unwrap();
+        fs::set_permissions(r.join("var/f"), fs::Permissions::from_mode(0o640)).unwrap();
+        let st = tempfile::tempdir().unwrap();
+        let cfg = ContainerConfig {
+            name: "s".into(),
+            rootfs: r.into(),
+            rw: vec!["/var".into(), "/var/lib/app".into(), "/srv".into()],
+            ..Default::default()
+        };
+        create_writable_dirs(st.path(), &cfg, (7, 8)).unwrap();
+        let rw = st.path().join("rw");
+        assert_eq!(fs::read_to_string(rw.join("var/f")).unwrap(), "f");
+        let m = fs::metadata(rw.join("var/f")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o640);
+        assert_eq!(fs::read_link(rw.join("var/l")).unwrap(), Path::new("f"));
+        assert!(!rw.join("var/lib/app").exists(), "nested dir copied twice");
+        assert!(rw.join("var/lib").is_dir());
+        assert_eq!(
+            fs::read_to_string(rw.join("var%2Flib%2Fapp/data")).unwrap(),
+            "app"
+        );
+        // /tmp is 1777 whatever the image says; /run (missing) too; a missing --rw path
+        // belongs to the container's user.
+        for d in ["tmp", "run"] {
+            let m = fs::metadata(rw.join(d)).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o1777, "{d}");
+        }
+        let m = fs::metadata(rw.join("srv")).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 7, 8));
     }
 }

@@ -15,8 +15,12 @@
 //! * [`checkpoint`]: `checkpoint`/`restore` with CRIU and export/import archives; a restore
 //!   is started by a monitor like `run`'s and supervised by the same code.
 //!
-//! The container's root is a read-only bind of the unpacked image directory (see
-//! [`container`] for the details). Where stdout/stderr of a detached container go is decided
+//! The container's root is a read-only bind of the unpacked image directory; `/tmp`, `/run`
+//! and `--rw` paths are directories under `<state>/<name>/rw/`, seeded from the image and
+//! bind-mounted read-write ([`container::writable_dirs`]), so they outlive the container's
+//! processes until `rm`. [`Runtime::commit`] turns them into a new image layer (freezing a
+//! running container meanwhile, [`cgroup::Cgroup::freeze`]). See [`container`] for the
+//! details. Where stdout/stderr of a detached container go is decided
 //! in one place, [`Runtime::log_sink`]: with a log daemon configured ([`Runtime::with_logd`])
 //! the read ends of two pipes are handed to memlogd (started on first use, race-free) before
 //! the container execs, so no byte is lost; without one, or when the daemon cannot be
@@ -28,6 +32,7 @@
 
 pub mod cgroup;
 pub mod checkpoint;
+mod commit;
 pub mod container;
 pub mod state;
 
@@ -59,6 +64,9 @@ pub enum RuntimeError {
     /// cgroup problem.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    /// Image registry problem (`commit`).
+    #[error(transparent)]
+    Image(#[from] distill_oci::Error),
     /// The container is not running.
     #[error("container {0:?} is not running")]
     NotRunning(String),
@@ -224,9 +232,12 @@ pub struct ContainerConfig {
     pub hostname: String,
     /// Bind mounts.
     pub volumes: Vec<Volume>,
-    /// Extra tmpfs mount points.
+    /// Extra tmpfs mount points (not captured by `commit`).
     pub tmpfs: Vec<PathBuf>,
-    /// No writable tmpfs at /tmp and /run (the root is always read-only).
+    /// Extra writable directories (`--rw PATH`): on disk in the state directory, seeded from
+    /// the image, captured by `commit` (see [`container::writable_dirs`]).
+    pub rw: Vec<PathBuf>,
+    /// No writable /tmp and /run (the root is always read-only; `rw` paths stay writable).
     pub read_only: bool,
     /// Network mode.
     pub network: Network,
@@ -255,6 +266,7 @@ impl Default for ContainerConfig {
             hostname: String::new(),
             volumes: Vec::new(),
             tmpfs: Vec::new(),
+            rw: Vec::new(),
             read_only: false,
             network: Network::None,
             limits: Limits::default(),
@@ -847,13 +859,19 @@ impl Runtime {
         events: Option<&Logd>,
         detach: bool,
     ) -> Result<(BufReader<File>, i32, Option<i32>)> {
-        let prepared = match container::Prepared::new(cfg) {
-            Ok(p) => p,
-            Err(e) => {
-                self.discard(&cfg.name);
-                return Err(e);
-            }
+        let fail = |e: RuntimeError| {
+            self.discard(&cfg.name);
+            e
         };
+        let dir = std::path::absolute(self.state.dir(&cfg.name))
+            .map_err(sys("resolve the state directory"))
+            .map_err(fail)?;
+        let prepared = container::Prepared::new(cfg, &dir).map_err(fail)?;
+        let owner = match &cfg.user {
+            Some(u) => container::parse_user(u).map_err(fail)?,
+            None => (0, 0),
+        };
+        container::create_writable_dirs(&dir, cfg, owner).map_err(fail)?;
         self.launch(
             cfg,
             Launch::Run(Box::new(prepared)),

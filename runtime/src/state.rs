@@ -7,6 +7,7 @@
 //! <state>/<name>/stderr.log
 //! <state>/<name>/checkpoint/  CRIU images + distill.json of the last checkpoint
 //! <state>/<name>/criu-*.log   CRIU's logs of the last dump and restore
+//! <state>/<name>/rw/<path>    writable directories (/tmp, /run, --rw), see container::writable_dirs
 //! ```
 //!
 //! Creating the container directory with `mkdir` is the claim on the name, so two `run`s

@@ -409,6 +409,46 @@ fn volumes_bind_host_directories_and_ro_ones_refuse_writes() {
 }
 
 #[test]
+fn writable_dirs_live_in_the_state_dir_until_rm() {
+    let lab = Lab::new();
+    // /tmp and --rw paths are writable and outlive the container's processes; the root
+    // elsewhere still refuses writes; --read-only drops /tmp and /run but keeps --rw paths.
+    let r = lab.sh(
+        &["--name", "keep", "--rw", "/var/lib/app", "--user", "1000"],
+        "echo kept > /tmp/t; echo data > /var/lib/app/d; ls -ld /tmp /var/lib/app | /bin/busybox cut -c1-10; \
+         if echo x > /bin/evil; then echo WROTE; fi",
+    );
+    r.ok();
+    assert_eq!(r.stdout, "drwxrwxrwt\ndrwxr-xr-x\n");
+    assert!(r.stderr.contains("Read-only file system"), "{}", r.stderr);
+    let rw = lab.state.join("keep").join("rw");
+    assert_eq!(std::fs::read_to_string(rw.join("tmp/t")).unwrap(), "kept\n");
+    let app = rw.join("var%2Flib%2Fapp");
+    assert_eq!(std::fs::read_to_string(app.join("d")).unwrap(), "data\n");
+    // A --rw path missing from the image belongs to the container's user.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&app).unwrap().uid(), 1000);
+    assert_eq!(std::fs::metadata(app.join("d")).unwrap().uid(), 1000);
+    assert!(rw.join("run").is_dir());
+    lab.distill(&["rm", "keep"]).ok();
+    assert!(!lab.state.join("keep").exists());
+
+    let r = lab.sh(
+        &["--rm", "--read-only", "--rw", "/var/lib/app"],
+        "echo y > /var/lib/app/ok && echo app-ok; echo x > /tmp/no",
+    );
+    assert_ne!(r.code, 0);
+    assert_eq!(r.stdout, "app-ok\n");
+    // --rm leaves nothing behind.
+    let r = lab.sh(&["--rm", "--name", "gone"], "echo x > /tmp/x");
+    r.ok();
+    assert!(!lab.state.join("gone").exists());
+    let r = lab.sh(&["--rm", "--rw", "relative/dir"], "true");
+    r.expect_code(2);
+    assert!(r.stderr.contains("relative/dir"), "{}", r.stderr);
+}
+
+#[test]
 fn ready_http_returns_once_the_service_answers() {
     let lab = Lab::new();
     let port = {
