@@ -70,27 +70,10 @@ fn cpath(p: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
+/// Sets both times of `p` to `secs` without following a final symlink.
 pub(crate) fn set_mtime_nofollow(p: &Path, secs: u64) -> io::Result<()> {
-    let c = cpath(p)?;
-    let t = libc::timespec {
-        tv_sec: secs as libc::time_t,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
-    // SAFETY: c is a valid NUL-terminated path and times points to two timespecs.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let t = filetime::FileTime::from_unix_time(secs.min(i64::MAX as u64) as i64, 0);
+    filetime::set_symlink_file_times(p, t, t)
 }
 
 fn lchown(p: &Path, uid: u64, gid: u64) -> io::Result<()> {

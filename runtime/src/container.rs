@@ -535,26 +535,8 @@ fn finish_copy(p: &Path, m: &fs::Metadata) -> io::Result<()> {
     if !link {
         fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777))?;
     }
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let t = libc::timespec {
-        tv_sec: m.mtime(),
-        tv_nsec: m.mtime_nsec(),
-    };
-    let times = [t, t];
-    // SAFETY: a valid path and two timespecs.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let t = filetime::FileTime::from_last_modification_time(m);
+    filetime::set_symlink_file_times(p, t, t)
 }
 
 fn check_target(t: &Path) -> Result<(), RuntimeError> {

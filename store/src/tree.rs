@@ -1,6 +1,6 @@
 //! Tree hashing, normalization and removal.
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -198,36 +198,10 @@ fn sorted_entries(dir: &Path) -> io::Result<Vec<OsString>> {
     Ok(names)
 }
 
-fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} contains a NUL byte", path.display()),
-        )
-    })
-}
-
 /// Sets both times of `path` to `epoch` seconds without following a final symlink.
 fn set_times_nofollow(path: &Path, epoch: i64) -> io::Result<()> {
-    let c = cpath(path)?;
-    let ts = libc::timespec {
-        tv_sec: epoch as libc::time_t,
-        tv_nsec: 0,
-    };
-    let times = [ts, ts];
-    // SAFETY: `c` is a valid NUL-terminated path and `times` points to two timespecs.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r != 0 {
-        return Err(ctx(path, "cannot set mtime of", io::Error::last_os_error()));
-    }
-    Ok(())
+    let t = filetime::FileTime::from_unix_time(epoch, 0);
+    filetime::set_symlink_file_times(path, t, t).map_err(|e| ctx(path, "cannot set mtime of", e))
 }
 
 fn chown_root(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
@@ -487,7 +461,7 @@ mod tests {
         let r = t.path().join("r");
         fs::create_dir_all(r.join("sub")).unwrap();
         let fifo = r.join("sub/pipe");
-        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
         // SAFETY: valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
         let e = hash_tree(&r).unwrap_err().to_string();
