@@ -1,13 +1,13 @@
 //! The container figures of issue 5 as a user pays for them: the real `distill` binary
-//! (`target/release/distill`, built by `scripts/bench`) against bubblewrap on the same image
-//! root, interleaved so that both see the same machine load. `runtime/benches/figures.rs`
+//! (`target/release/distill`, built by `scripts/bench`) against bubblewrap and runc on the
+//! same image root, interleaved so that all see the same machine load. `runtime/benches/figures.rs`
 //! measures the runtime library itself (and runc); the difference between the two is the
 //! command's own cost: process start, argument parsing, image lookup and the log daemon.
 //!
 //! Run with `scripts/bench tests` (or `cargo build --release --bins && cargo bench -p
-//! distill-tests --bench cli_run`). Needs root and bubblewrap (scripts/install-deps).
+//! distill-tests --bench cli_run`). Needs root, bubblewrap and runc (scripts/install-deps).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,31 @@ fn time(mut c: Command) -> Duration {
     let d = t.elapsed();
     assert!(st.success(), "{c:?} failed: {st}");
     d
+}
+
+/// A runc bundle on `rootfs` (read-only) running `args`: `runc spec`'s default, patched.
+fn runc_bundle(dir: &Path, rootfs: &Path, args: &[&str]) -> PathBuf {
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let st = Command::new("runc")
+        .arg("spec")
+        .current_dir(&bundle)
+        .status()
+        .expect("runc is missing: run scripts/install-deps");
+    assert!(st.success(), "runc spec failed");
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["root"]["path"] = rootfs.to_str().unwrap().into();
+    spec["root"]["readonly"] = true.into();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(args);
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    bundle
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
 }
 
 fn main() {
@@ -74,22 +99,44 @@ fn main() {
         ]);
         c
     };
+    let runc_root = shm.path().join("runc");
+    let bundle = runc_bundle(shm.path(), &rootfs, &["/bin/busybox", "true"]);
+    let runc = |args: &[&str]| {
+        let mut c = Command::new("runc");
+        c.arg("--root").arg(&runc_root).args(args);
+        c
+    };
     // Warm up: the first run starts the log daemon; page caches fill.
-    for _ in 0..5 {
+    for i in 0..5 {
         time(run());
         time(bwrap());
+        time(runc(&[
+            "run",
+            "-b",
+            bundle.to_str().unwrap(),
+            &format!("w{i}"),
+        ]));
     }
-    let (mut dv, mut bv) = (Vec::new(), Vec::new());
-    for _ in 0..N {
+    let (mut dv, mut bv, mut rv) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..N {
         dv.push(time(run()));
         bv.push(time(bwrap()));
+        rv.push(time(runc(&[
+            "run",
+            "-b",
+            bundle.to_str().unwrap(),
+            &format!("r{i}"),
+        ])));
     }
-    let (d, b) = (median(dv), median(bv));
-    println!("distill run --rm (CLI)  {}   median of {N}", ms(d));
-    println!("bwrap --unshare-all     {}   same root, same run", ms(b));
+    let (d, b, r) = (median(dv), median(bv), median(rv));
+    println!("run --rm /bin/true, median of {N}, interleaved, same root:");
+    println!("  distill run --rm (CLI)  {}", ms(d));
+    println!("  bwrap --unshare-all     {}", ms(b));
+    println!("  runc run                {}", ms(r));
     println!(
-        "                        distill/bwrap = {:.2} (target <= 1.00)",
-        d.as_secs_f64() / b.as_secs_f64()
+        "  distill/bwrap = {:.2} (target <= 1.00), runc/distill = {:.1}x (target >= 4)",
+        ratio(d, b),
+        ratio(r, d)
     );
 
     // exec and ps through the CLI, against a running container.
@@ -105,11 +152,36 @@ fn main() {
         "600",
     ])
     .ok();
-    let ev: Vec<Duration> = (0..N)
-        .map(|_| time(lab.command(&["exec", "bench", "/bin/busybox", "true"])))
-        .collect();
+    // The runc container: the same root, sleeping; `runc run -d` needs no terminal.
+    let sleeper = runc_bundle(
+        &shm.path().join("sleeper"),
+        &rootfs,
+        &["/bin/busybox", "sleep", "600"],
+    );
+    let st = runc(&["run", "-d", "-b", sleeper.to_str().unwrap(), "bench"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "runc run -d failed");
+    let (mut ev, mut rev) = (Vec::new(), Vec::new());
+    for _ in 0..N {
+        ev.push(time(lab.command(&[
+            "exec",
+            "bench",
+            "/bin/busybox",
+            "true",
+        ])));
+        rev.push(time(runc(&["exec", "bench", "/bin/busybox", "true"])));
+    }
+    let _ = runc(&["delete", "-f", "bench"]).status();
     let pv: Vec<Duration> = (0..N).map(|_| time(lab.command(&["ps"]))).collect();
-    println!("distill exec (CLI)      {}", ms(median(ev)));
-    println!("distill ps (CLI)        {}   1 container", ms(median(pv)));
+    let (e, re) = (median(ev), median(rev));
+    println!("exec /bin/true, median of {N}, interleaved:");
+    println!("  distill exec (CLI)      {}", ms(e));
+    println!("  runc exec               {}", ms(re));
+    println!("  runc/distill = {:.1}x (target >= 4)", ratio(re, e));
+    println!("ps (CLI), 1 container     {}", ms(median(pv)));
     lab.distill(&["rm", "-f", "bench"]).ok();
 }
