@@ -347,14 +347,17 @@ pub fn pin_debs(names: &[String], with_deps: bool) -> Result<Vec<PinnedDeb>, Pin
     if roots.is_empty() {
         return Ok(Vec::new());
     }
-    check_candidates(&roots)?;
-    let all = if with_deps {
-        closure(&roots)?
+    // The roots first, so an unknown name is reported before the closure is walked.
+    let root_cands = check_candidates(&roots)?;
+    let (all, cands) = if with_deps {
+        let all = closure(&roots)?;
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let cands = check_candidates(&refs)?;
+        (all, cands)
     } else {
-        roots.iter().map(|s| s.to_string()).collect()
+        let all: Vec<String> = roots.iter().map(|s| s.to_string()).collect();
+        (all, root_cands)
     };
-    let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let cands = check_candidates(&all_refs)?;
     let pins: Vec<(String, String)> = all.iter().map(|n| (n.clone(), cands[n].clone())).collect();
     let records = show(&pins)?;
     let mut out = Vec::new();
