@@ -312,23 +312,14 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         }
     }
     let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    let n = match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "TERM" => libc::SIGTERM,
-        "ALRM" => libc::SIGALRM,
-        "STOP" => libc::SIGSTOP,
-        "CONT" => libc::SIGCONT,
-        "WINCH" => libc::SIGWINCH,
-        "PWR" => libc::SIGPWR,
-        _ => return Err(RuntimeError::Config(format!("unknown signal {s:?}"))),
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
     };
-    Ok(n)
+    name.parse::<distill_sandbox::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| RuntimeError::Config(format!("unknown signal {s:?}")))
 }
 
 /// Shell-style exit code of a wait status: the code, or 128+N for signal N.
@@ -563,28 +554,10 @@ pub struct LogSink {
 
 /// The name of a signal for events (`KILL`, `TERM`, ...; the number if unknown).
 pub fn signal_name(sig: i32) -> String {
-    let n = match sig {
-        libc::SIGHUP => "HUP",
-        libc::SIGINT => "INT",
-        libc::SIGQUIT => "QUIT",
-        libc::SIGILL => "ILL",
-        libc::SIGTRAP => "TRAP",
-        libc::SIGABRT => "ABRT",
-        libc::SIGBUS => "BUS",
-        libc::SIGFPE => "FPE",
-        libc::SIGKILL => "KILL",
-        libc::SIGUSR1 => "USR1",
-        libc::SIGSEGV => "SEGV",
-        libc::SIGUSR2 => "USR2",
-        libc::SIGPIPE => "PIPE",
-        libc::SIGALRM => "ALRM",
-        libc::SIGTERM => "TERM",
-        libc::SIGXCPU => "XCPU",
-        libc::SIGXFSZ => "XFSZ",
-        libc::SIGSYS => "SYS",
-        _ => return sig.to_string(),
-    };
-    n.to_string()
+    match distill_sandbox::Signal::try_from(sig) {
+        Ok(s) => s.as_str().trim_start_matches("SIG").to_string(),
+        Err(_) => sig.to_string(),
+    }
 }
 
 /// What a monitor starts.
@@ -1582,5 +1555,36 @@ fn close_fds_except(keep: &[RawFd]) {
         if !keep.contains(&fd) {
             unsafe { libc::close(fd) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_with_or_without_sig_and_by_number() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("term").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("SIGSEGV").unwrap(), libc::SIGSEGV);
+        assert_eq!(parse_signal("chld").unwrap(), libc::SIGCHLD);
+        assert_eq!(parse_signal("9").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("40").unwrap(), 40);
+        for bad in ["0", "65", "SIGNOPE", "", "-1"] {
+            let e = parse_signal(bad).unwrap_err().to_string();
+            assert!(e.contains("unknown signal"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn signal_names_round_trip_without_the_sig_prefix() {
+        for sig in [libc::SIGTERM, libc::SIGKILL, libc::SIGWINCH, libc::SIGSYS] {
+            let name = signal_name(sig);
+            assert!(!name.starts_with("SIG"), "{name}");
+            assert_eq!(parse_signal(&name).unwrap(), sig);
+        }
+        assert_eq!(signal_name(libc::SIGTERM), "TERM");
+        // Real-time signals have no name: the number.
+        assert_eq!(signal_name(40), "40");
     }
 }
