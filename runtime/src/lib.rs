@@ -726,12 +726,18 @@ impl Runtime {
             Output::Stream { .. } => None,
         };
         let events = self.logd.as_ref().filter(|l| l.event(&cfg.name, "created"));
+        // Until `start` owns the claim (it undoes it on its own failures), a failure here
+        // must not leave a `created` container behind.
+        let undo = |e: RuntimeError| {
+            self.discard(&cfg.name);
+            e
+        };
         let monitor: Option<i32>;
         let code = match output {
             Output::Inherit => match sink {
                 Some(sink) => {
-                    let (or, ow) = pipe()?;
-                    let (er, ew) = pipe()?;
+                    let (or, ow) = pipe().map_err(undo)?;
+                    let (er, ew) = pipe().map_err(undo)?;
                     let (status, _, m) = self.start(cfg, ow, ew, events, false)?;
                     monitor = m;
                     let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
@@ -748,15 +754,15 @@ impl Runtime {
                     read_exit(status)
                 }
                 None => {
-                    let (o, e) = (dup(1)?, dup(2)?);
+                    let (o, e) = (dup(1).map_err(undo)?, dup(2).map_err(undo)?);
                     let (status, _, m) = self.start(cfg, o, e, events, false)?;
                     monitor = m;
                     read_exit(status)
                 }
             },
             Output::Stream { stdout, stderr } => {
-                let (or, ow) = pipe()?;
-                let (er, ew) = pipe()?;
+                let (or, ow) = pipe().map_err(undo)?;
+                let (er, ew) = pipe().map_err(undo)?;
                 let (status, _, m) = self.start(cfg, ow, ew, events, false)?;
                 monitor = m;
                 pump(or, er, stdout, stderr);
