@@ -1433,13 +1433,9 @@ impl Runtime {
             let _ = child.wait();
             return Err(RuntimeError::NotRunning(name.into()));
         }
-        let me = child.pid().to_string();
-        for d in self.cgroup(name).existing().paths() {
-            let p = d.join("cgroup.procs");
-            if let Err(e) = fs::write(&p, &me) {
-                let _ = child.wait();
-                return Err(exec_err(format!("join cgroup {}: {e}", p.display())));
-            }
+        if let Err(e) = self.cgroup(name).existing().add_pid(child.pid().as_raw()) {
+            let _ = child.wait();
+            return Err(exec_err(format!("join its cgroup: {e}")));
         }
         let released = child.release();
         if let (Output::Stream { stdout, stderr }, Some((or, er))) = (output, pipes) {
