@@ -13,9 +13,12 @@
 //!   nodes, masked /proc files, volumes, and any bind the container's spec gains later) is
 //!   declared external at dump (`--external mnt[TARGET]:COOKIE`, only those actually mounted
 //!   in the container) and mapped to its host source at restore (`mnt[COOKIE]:SOURCE`).
-//!   tmpfs contents (/tmp, /run, /dev/shm) are saved by CRIU itself. The root is the image
-//!   directory, given as `--root`; CRIU runs in a private mount namespace where that
-//!   directory is a read-only bind onto itself, so the restored root is read-only again.
+//!   The writable directories (/tmp, /run, `--rw`) are such binds of directories under the
+//!   state directory; tmpfs contents (`--tmpfs`, /dev/shm) are saved by CRIU itself. The root
+//!   is the image directory, given as `--root`; CRIU runs in a private mount namespace where
+//!   that directory is a read-only bind onto itself, so the restored root is read-only
+//!   again. CRIU creates no mount points: restore creates the missing ones in the image
+//!   directory first ([`distill_sandbox::Spec::create_mount_points`]).
 //! * **stdio**: the init's stdout/stderr are pipes to the log daemon, its stdin the host's
 //!   /dev/null. At dump the pipes are recorded by inode and /dev/null declared as an external
 //!   file; at restore the monitor hands CRIU new pipes (whose read ends went to memlogd under
@@ -35,7 +38,10 @@
 //! configuration and image digest, size and sha256 of every file), then `checkpoint/...` and
 //! the container's writable directory `rw/...` when it has one. Import checks the format and
 //! that the image is loaded before writing anything, unpacks with distill-oci's safe
-//! unpacker, verifies every file, and removes everything again on any failure.
+//! unpacker, requires the unpacked regular files to be exactly the listed ones with their
+//! sums and the writable directories to be real directories, and removes everything again
+//! on any failure. Importing an archive means trusting it: its configuration (volumes,
+//! seccomp) is applied as written and CRIU restores the credentials in its images.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::{CString, OsString};
@@ -861,10 +867,10 @@ impl Runtime {
         if let Err(e) = placed {
             return Err(failed(e));
         }
-        let export = match &opts.export {
-            Some(out) => Some(self.export_locked(&next, out).map(|n| (out.clone(), n))),
-            None => None,
-        };
+        let export = opts
+            .export
+            .as_ref()
+            .map(|out| self.export_locked(&next, out).map(|n| (out.clone(), n)));
         drop(lock);
         if !opts.leave_running {
             // Let the old monitor remove the cgroup and step aside before a restore can
