@@ -345,11 +345,12 @@ fn collect_mapped(
                 opaque: false,
             });
         }
-        let meta = fs::metadata(dir).map_err(io_err(dir, "stat"))?;
+        // Never followed: a mapped directory that is a symlink could lead anywhere.
+        let meta = lstat(dir)?;
         if !meta.is_dir() {
             return Err(Error::Source {
                 path: dir.to_path_buf(),
-                reason: "is not a directory; map directories".into(),
+                reason: "is not a directory (or is a symlink); map directories".into(),
             });
         }
         // Its own entry replaces whatever an outer directory's walk found there.

@@ -785,3 +785,25 @@ fn mapped_directories_define_their_paths_completely() {
     assert_eq!(first.path_bytes().as_ref(), b"var/");
     assert_eq!(first.header().mode().unwrap(), 0o750);
 }
+
+/// A mapped directory that is a symlink is refused, never followed to what it points at.
+#[test]
+fn a_mapped_symlink_is_refused_not_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("img");
+    fs::create_dir_all(&img).unwrap();
+    let target = t.path().join("host-etc");
+    fs::create_dir_all(&target).unwrap();
+    write(&target.join("secret"), b"s", 0o600);
+    let link = t.path().join("rw-tmp");
+    symlink(&target, &link).unwrap();
+    let src = LayerSource::Mapped {
+        parents_from: img,
+        dirs: vec![(PathBuf::from("/tmp"), link.clone())],
+    };
+    let out = t.path().join("layer.tar");
+    let e = write_layer(&src, &LayerOptions::default(), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rw-tmp") && e.contains("symlink"), "{e}");
+}

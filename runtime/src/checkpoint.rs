@@ -13,9 +13,12 @@
 //!   nodes, masked /proc files, volumes, and any bind the container's spec gains later) is
 //!   declared external at dump (`--external mnt[TARGET]:COOKIE`, only those actually mounted
 //!   in the container) and mapped to its host source at restore (`mnt[COOKIE]:SOURCE`).
-//!   tmpfs contents (/tmp, /run, /dev/shm) are saved by CRIU itself. The root is the image
-//!   directory, given as `--root`; CRIU runs in a private mount namespace where that
-//!   directory is a read-only bind onto itself, so the restored root is read-only again.
+//!   The writable directories (/tmp, /run, `--rw`) are such binds of directories under the
+//!   state directory; tmpfs contents (`--tmpfs`, /dev/shm) are saved by CRIU itself. The root
+//!   is the image directory, given as `--root`; CRIU runs in a private mount namespace where
+//!   that directory is a read-only bind onto itself, so the restored root is read-only
+//!   again. CRIU creates no mount points: restore creates the missing ones in the image
+//!   directory first ([`distill_sandbox::Spec::create_mount_points`]).
 //! * **stdio**: the init's stdout/stderr are pipes to the log daemon, its stdin the host's
 //!   /dev/null. At dump the pipes are recorded by inode and /dev/null declared as an external
 //!   file; at restore the monitor hands CRIU new pipes (whose read ends went to memlogd under
@@ -35,7 +38,10 @@
 //! configuration and image digest, size and sha256 of every file), then `checkpoint/...` and
 //! the container's writable directory `rw/...` when it has one. Import checks the format and
 //! that the image is loaded before writing anything, unpacks with distill-oci's safe
-//! unpacker, verifies every file, and removes everything again on any failure.
+//! unpacker, requires the unpacked regular files to be exactly the listed ones with their
+//! sums and the writable directories to be real directories, and removes everything again
+//! on any failure. Importing an archive means trusting it: its configuration (volumes,
+//! seccomp) is applied as written and CRIU restores the credentials in its images.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::{CString, OsString};
@@ -514,8 +520,75 @@ fn sibling_tmp(p: &Path) -> PathBuf {
     p.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Refuses an existing `images` directory that is not a distill checkpoint (holding
+/// [`META_FILE`]) or empty: a checkpoint replaces it.
+fn check_image_dir(images: &Path) -> std::result::Result<(), String> {
+    match fs::symlink_metadata(images) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("{}: {e}", images.display())),
+        Ok(m) if !m.is_dir() => Err(format!(
+            "{} exists and is not a directory; give a new or empty directory",
+            images.display()
+        )),
+        Ok(_) => {
+            let empty = fs::read_dir(images)
+                .map_err(|e| format!("{}: {e}", images.display()))?
+                .next()
+                .is_none();
+            if empty || images.join(META_FILE).is_file() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} is neither empty nor a distill checkpoint (no {META_FILE}); a checkpoint replaces its directory, so give a new or empty one",
+                    images.display()
+                ))
+            }
+        }
+    }
+}
+
+/// Puts the directory `new` at `dst`: an old `dst` is moved aside, `new` renamed in, then
+/// the old one removed; if the rename fails, the old one is put back and `new` stays.
+fn replace_dir(new: &Path, dst: &Path) -> std::result::Result<(), String> {
+    let old = dst.with_file_name(format!(
+        ".{}.old-{}",
+        dst.file_name()
+            .map_or("checkpoint".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let had_old = match fs::symlink_metadata(dst) {
+        Ok(_) => {
+            fs::rename(dst, &old).map_err(|e| {
+                format!(
+                    "the images are in {} but the old {} could not be moved aside: {e}",
+                    new.display(),
+                    dst.display()
+                )
+            })?;
+            true
+        }
+        Err(_) => false,
+    };
+    if let Err(e) = fs::rename(new, dst) {
+        if had_old {
+            let _ = fs::rename(&old, dst);
+        }
+        return Err(format!(
+            "the images are in {} but could not be renamed to {}: {e}",
+            new.display(),
+            dst.display()
+        ));
+    }
+    if had_old {
+        let _ = fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
 /// Every path under `dir/rel` (relative to `dir`), not following symlinks, with the sums
-/// of its regular files.
+/// of its regular files. Sockets and fifos are left out: they are plumbing of the processes
+/// that made them (CRIU re-creates what the processes hold), not data, and no layer holds
+/// them.
 fn walk(
     dir: &Path,
     rel: &Path,
@@ -524,6 +597,9 @@ fn walk(
 ) -> io::Result<()> {
     let full = dir.join(rel);
     let meta = fs::symlink_metadata(&full)?;
+    if meta.file_type().is_socket() || meta.file_type().is_fifo() {
+        return Ok(());
+    }
     paths.insert(rel.to_path_buf());
     if meta.is_file() {
         let (d, size) =
@@ -538,6 +614,57 @@ fn walk(
     } else if meta.is_dir() {
         for e in fs::read_dir(&full)? {
             walk(dir, &rel.join(e?.file_name()), paths, files)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks an unpacked export in `tmp` against its manifest's `files`: the regular files
+/// found there (walked without following symlinks, so nothing outside `tmp` is read) must
+/// be exactly the listed ones, each with its size and sha256; the writable directories
+/// (`rw` and each directory in it) must be real directories, not symlinks, since `restore`
+/// bind-mounts them read-write.
+fn check_unpacked(tmp: &Path, want: &BTreeMap<String, FileSum>) -> std::result::Result<(), String> {
+    let rw = tmp.join(RW_DIR);
+    if let Ok(m) = fs::symlink_metadata(&rw) {
+        if !m.is_dir() {
+            return Err(format!(
+                "{RW_DIR} is not a directory; the archive is corrupt or hostile"
+            ));
+        }
+        for e in fs::read_dir(&rw).map_err(|e| format!("read {}: {e}", rw.display()))? {
+            let e = e.map_err(|e| format!("read {}: {e}", rw.display()))?;
+            if !fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir()) {
+                return Err(format!(
+                    "{RW_DIR}/{} is not a directory (a writable directory must be one, never a symlink); the archive is corrupt or hostile",
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    let mut paths = BTreeSet::new();
+    let mut found = BTreeMap::new();
+    for top in [CHECKPOINT_DIR, RW_DIR] {
+        if fs::symlink_metadata(tmp.join(top)).is_ok() {
+            walk(tmp, Path::new(top), &mut paths, &mut found)
+                .map_err(|e| format!("read {}: {e}", tmp.join(top).display()))?;
+        }
+    }
+    if let Some(p) = want.keys().find(|p| !found.contains_key(*p)) {
+        return Err(format!(
+            "{p:?} is listed in {EXPORT_MANIFEST} but is not a regular file of the archive; the archive is truncated, corrupt or hostile"
+        ));
+    }
+    if let Some(p) = found.keys().find(|p| !want.contains_key(*p)) {
+        return Err(format!(
+            "{p} is not listed in {EXPORT_MANIFEST}; the archive is corrupt"
+        ));
+    }
+    for (p, sum) in &found {
+        if want.get(p) != Some(sum) {
+            return Err(format!(
+                "{p} does not match its recorded size and sha256; the archive is corrupt"
+            ));
         }
     }
     Ok(())
@@ -575,6 +702,11 @@ impl Runtime {
                 "--image-path and --export exclude each other: an export is built from the default checkpoint directory".into(),
             ));
         }
+        if opts.leave_running && opts.export.is_some() {
+            return Err(RuntimeError::Config(
+                "--leave-running and --export exclude each other: a container that goes on running changes its writable directories, so the exported copy would not match its images".into(),
+            ));
+        }
         if opts.pre_dump && !criu.can_track_memory() {
             return Err(criu_err(
                 "--pre-dump needs memory change tracking (soft-dirty bits), which this kernel lacks (`criu check --feature mem_dirty_track` fails): checkpoint without --pre-dump",
@@ -596,6 +728,7 @@ impl Runtime {
                 .map_err(|e| RuntimeError::Config(format!("--image-path {}: {e}", p.display())))?,
             None => self.state.dir(name).join(CHECKPOINT_DIR),
         };
+        check_image_dir(&images).map_err(|e| RuntimeError::Config(format!("--image-path {e}")))?;
         let digest = image_digest(&s.config.rootfs);
         if opts.export.is_some() && digest.is_none() {
             return Err(failed(format!(
@@ -717,35 +850,37 @@ impl Runtime {
         let dump_time = t0.elapsed();
         // From here on the tasks are gone (unless --leave-running): record the checkpoint
         // whatever else fails.
-        if images.exists() {
-            let _ = fs::remove_dir_all(&images);
-        }
-        let placed = fs::rename(&tmp, &images);
+        let placed = replace_dir(&tmp, &images);
         let mut next = self.state.read_raw(name)?;
         if placed.is_ok() {
             next.checkpoint = Some(images.clone());
         }
         if !opts.leave_running {
+            // The monitor stays recorded until it has seen the init go (it clears itself
+            // then): a monitor acts on the state only while it is the one named there.
             next.status = Status::Checkpointed;
             next.pid = None;
             next.pid_start = None;
-            next.monitor_pid = None;
-            next.monitor_start = None;
             next.finished_ms = Some(state::now_ms());
         }
         self.state.write(&next, &lock)?;
         if let Err(e) = placed {
-            return Err(failed(format!(
-                "the images are in {} but could not be renamed to {}: {e}",
-                tmp.display(),
-                images.display()
-            )));
+            return Err(failed(e));
         }
-        let export = match &opts.export {
-            Some(out) => Some((out.clone(), self.export_locked(&next, out)?)),
-            None => None,
-        };
+        let export = opts
+            .export
+            .as_ref()
+            .map(|out| self.export_locked(&next, out).map(|n| (out.clone(), n)));
         drop(lock);
+        if !opts.leave_running {
+            // Let the old monitor remove the cgroup and step aside before a restore can
+            // begin (like `stop`).
+            self.wait_monitor(&s, Duration::from_secs(10));
+        }
+        let export = export.transpose().map_err(|e| RuntimeError::ExportFailed {
+            name: name.into(),
+            reason: e.to_string(),
+        })?;
         // The monitor says `checkpointed` when it sees the init go; a --leave-running dump
         // is said here.
         if let (Some(l), true) = (&self.logd, opts.leave_running) {
@@ -845,8 +980,6 @@ impl Runtime {
         next.status = Status::Created;
         next.pid = None;
         next.pid_start = None;
-        next.monitor_pid = None;
-        next.monitor_start = None;
         next.exit_code = None;
         next.signal = None;
         next.exit_unknown = false;
@@ -854,6 +987,7 @@ impl Runtime {
         next.error = None;
         next.finished_ms = None;
         next.checkpoint = Some(images);
+        let next = next.claimed_by_this_process();
         self.state.write(&next, &lock)?;
         drop(lock);
         let launch = Launch::Restore(Box::new(plan));
@@ -897,6 +1031,7 @@ impl Runtime {
         let container_dir = std::path::absolute(self.state.dir(name))
             .map_err(|e| failed(format!("resolve its state directory: {e}")))?;
         let binds = container::host_binds(&s.config, &container_dir)?;
+        container::create_mount_points(&s.config, &container_dir)?;
         let rootfs = fs::canonicalize(&s.config.rootfs).map_err(|e| {
             failed(format!(
                 "image directory {}: {e}; load the image again",
@@ -1029,7 +1164,9 @@ impl Runtime {
         let mut cfg = meta.config.clone();
         cfg.name = name.clone();
         cfg.rootfs = rootfs;
-        let lock = self.state.create(&State::new(cfg))?;
+        let lock = self
+            .state
+            .create(&State::new(cfg).claimed_by_this_process())?;
         let dir = self.state.dir(&name);
         let unpacked = (|| -> Result<()> {
             let tmp = dir.join(".import");
@@ -1050,19 +1187,7 @@ impl Runtime {
                     .map_err(|e| bad(format!("{e}; the archive is truncated or corrupt")))?;
             }
             un.finish().map_err(|e| bad(e.to_string()))?;
-            for (p, sum) in &manifest.files {
-                let f = tmp.join(p);
-                let (d, size) = distill_oci::Digest::of_file(&f).map_err(|_| {
-                    bad(format!(
-                        "{p} is missing; the archive is truncated or corrupt"
-                    ))
-                })?;
-                if size != sum.size || d.to_string() != sum.sha256 {
-                    return Err(bad(format!(
-                        "{p} does not match its recorded size and sha256; the archive is corrupt"
-                    )));
-                }
-            }
+            check_unpacked(&tmp, &manifest.files).map_err(&bad)?;
             let images = tmp.join(CHECKPOINT_DIR);
             read_meta(&images).map_err(&bad)?;
             fs::rename(&images, dir.join(CHECKPOINT_DIR))
@@ -1074,6 +1199,8 @@ impl Runtime {
             let _ = fs::remove_dir_all(&tmp);
             let mut s = self.state.read_raw(&name)?;
             s.status = Status::Checkpointed;
+            s.monitor_pid = None;
+            s.monitor_start = None;
             s.checkpoint = Some(dir.join(CHECKPOINT_DIR));
             self.state.write(&s, &lock)?;
             Ok(())

@@ -191,7 +191,19 @@ impl Prepared {
         }
         // Writable directories first (parents before children), so that tmpfs mounts and
         // volumes below them land on top.
+        let rw = container_dir.join(RW_DIR);
         for (src, dst) in writable_dirs(container_dir, cfg) {
+            // Bound read-write: never through a symlink (an imported archive could plant
+            // one pointing at a host directory). Missing ones are created at `run`.
+            for p in [&rw, &src] {
+                if fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
+                    return Err(RuntimeError::Config(format!(
+                        "writable directory {} of container {} is not a directory (a symlink?); remove the container",
+                        p.display(),
+                        cfg.name
+                    )));
+                }
+            }
             mounts.push(Mount::Bind {
                 src,
                 dst,
@@ -199,10 +211,13 @@ impl Prepared {
                 recursive: false,
             });
         }
+        // Targets resolved inside the image root as the sandbox will resolve them, so that
+        // they read as the container's mount table shows them (checkpoint matches them).
+        let inside = |t: &Path| resolve_in_root(&root, t).unwrap_or_else(|| t.to_path_buf());
         for t in &cfg.tmpfs {
             check_target(t)?;
             mounts.push(Mount::Tmpfs {
-                dst: t.clone(),
+                dst: inside(t),
                 size: None,
                 mode: 0o1777,
             });
@@ -214,7 +229,7 @@ impl Prepared {
             })?;
             mounts.push(Mount::Bind {
                 src,
-                dst: v.target.clone(),
+                dst: inside(&v.target),
                 readonly: v.readonly,
                 recursive: true,
             });
@@ -283,6 +298,26 @@ pub(crate) fn host_binds(
     container_dir: &Path,
 ) -> Result<Vec<distill_sandbox::HostBind>, RuntimeError> {
     Ok(Prepared::new(cfg, container_dir)?.spec.host_binds())
+}
+
+/// Creates the container's missing mount points in its image directory, as the sandbox
+/// does on a first start: a restore needs them (CRIU recreates the mounts but no mount
+/// points, and the root is read-only by then), and an image loaded on another machine, or
+/// never run, has none.
+pub(crate) fn create_mount_points(
+    cfg: &ContainerConfig,
+    container_dir: &Path,
+) -> Result<(), RuntimeError> {
+    Prepared::new(cfg, container_dir)?
+        .spec
+        .create_mount_points()
+        .map_err(|e| {
+            RuntimeError::Config(format!(
+                "container {}: prepare its image directory {}: {e}",
+                cfg.name,
+                cfg.rootfs.display()
+            ))
+        })
 }
 
 /// Name of the directory in a container's state directory that holds its writable

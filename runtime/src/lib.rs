@@ -124,6 +124,14 @@ pub enum RuntimeError {
         /// Why, and what to do.
         reason: String,
     },
+    /// The checkpoint succeeded (the container is checkpointed) but its export did not.
+    #[error("container {name:?} is checkpointed, but its export failed: {reason}; `distill restore {name}` and checkpoint it again with --export")]
+    ExportFailed {
+        /// Container name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// Waiting for readiness timed out or the container died first.
     #[error("container {name:?} not ready: {reason}")]
     NotReady {
@@ -1210,15 +1218,33 @@ impl Runtime {
         // record, nor one that removes an --rm container. The cgroup goes either way (all
         // controllers: an update may have added some), under the lock, so that a restore
         // cannot create it again meanwhile.
-        let checkpointed = {
-            let _lock = self.state.lock(name);
-            let _ = cg_full.remove();
-            self.state
-                .read_raw(name)
-                .is_ok_and(|s| s.status == Status::Checkpointed)
+        //
+        // The init can be reaped only after `checkpoint` has returned and a `restore` (or an
+        // `rm`) has taken the container over: the monitor then acts only while the state
+        // still names it as the container's monitor (a restore records itself, `rm` removes
+        // the state), so it never removes the restored container's cgroup nor records an exit
+        // over it.
+        let me = unsafe { libc::getpid() };
+        let (ours, checkpointed) = {
+            let lock = self.state.lock(name);
+            match (&lock, self.state.read_raw(name)) {
+                (Ok(lock), Ok(mut s)) if s.monitor_pid == Some(me) => {
+                    let _ = cg_full.remove();
+                    let checkpointed = s.status == Status::Checkpointed;
+                    if checkpointed {
+                        s.monitor_pid = None;
+                        s.monitor_start = None;
+                        let _ = self.state.write(&s, lock);
+                    }
+                    (true, checkpointed)
+                }
+                _ => (false, false),
+            }
         };
-        if checkpointed {
-            event("checkpointed");
+        if !ours || checkpointed {
+            if checkpointed {
+                event("checkpointed");
+            }
             say(&mut status, "X 0\n");
             unsafe { libc::_exit(0) }
         }

@@ -167,6 +167,17 @@ impl State {
         }
     }
 
+    /// Records the calling process as the monitor, for a command that claims the container
+    /// and works on it before its real monitor runs (`restore`, `import`): if that command
+    /// is killed meanwhile, reconciliation sees the container as exited instead of leaving
+    /// it `created` for ever.
+    pub fn claimed_by_this_process(mut self) -> Self {
+        let me = std::process::id() as i32;
+        self.monitor_pid = Some(me);
+        self.monitor_start = proc_start_time(me);
+        self
+    }
+
     /// True when the container's init is alive (same pid and start time).
     pub fn pid_alive(&self) -> bool {
         matches!((self.pid, self.pid_start), (Some(p), Some(s)) if proc_start_time(p) == Some(s))
@@ -493,6 +504,27 @@ mod tests {
         s.pid_start = proc_start_time(std::process::id() as i32);
         root.write(&s, &lock).unwrap();
         assert_eq!(root.inspect("r").unwrap().status, Status::Running);
+    }
+
+    #[test]
+    fn a_claim_whose_process_died_reconciles_as_exited() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(t.path()).unwrap();
+        // Claimed by a live process (this one): still being restored.
+        let lock = root
+            .create(&State::new(cfg("c")).claimed_by_this_process())
+            .unwrap();
+        assert_eq!(root.inspect("c").unwrap().status, Status::Created);
+        // Claimed by a process that is gone (a killed `restore`): not stuck in `created`.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let start = proc_start_time(pid);
+        child.wait().unwrap();
+        let mut s = root.read_raw("c").unwrap();
+        s.monitor_pid = Some(pid);
+        s.monitor_start = start.or(Some(1));
+        root.write(&s, &lock).unwrap();
+        assert_eq!(root.inspect("c").unwrap().status, Status::Exited);
     }
 
     #[test]

@@ -1590,3 +1590,49 @@ fn resolve(root: c_int, t: &Target, create: Create) -> SysResult<c_int> {
     }
     Ok(parent)
 }
+
+/// Creates in the host directory `root` (resolved inside it, like [`spawn`] does) each
+/// missing mount point of `points`: (path inside the root, a file rather than a directory,
+/// mode of a created directory). See [`Spec::create_mount_points`].
+pub(crate) fn create_mount_points(
+    root: &Path,
+    points: &[(&Path, bool, u32)],
+) -> Result<(), SandboxError> {
+    let os = |op: String| {
+        move |e: i32| SandboxError::Os {
+            op,
+            source: io::Error::from_raw_os_error(e),
+        }
+    };
+    let r = cstring("root", root.as_os_str().as_bytes())?;
+    let fd = sys::open(&r, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(os(format!("open the root {}", root.display())))?;
+    let mut result = Ok(());
+    for (p, file, mode) in points {
+        let create = if *file {
+            Create::File
+        } else {
+            Create::Dir(*mode)
+        };
+        let t = match target("mount point", p) {
+            Ok(t) => t,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        match resolve(fd, &t, create) {
+            Ok(m) => sys::close(m),
+            Err(e) => {
+                result = Err(os(format!(
+                    "create mount point {} in {}",
+                    p.display(),
+                    root.display()
+                ))(e));
+                break;
+            }
+        }
+    }
+    sys::close(fd);
+    result
+}

@@ -28,7 +28,7 @@ mod sys;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use caps::{cap, DOCKER_DEFAULT_CAPS};
 pub use nix::sys::resource::Resource;
@@ -269,6 +269,42 @@ impl Spec {
             }
         }
         out
+    }
+
+    /// Creates, in the [`Root::Dir`] directory, the mount points [`spawn`] would create there
+    /// for this spec (`/dev`, `/proc`, `/sys` as enabled, and each mount's target; missing
+    /// parents too; every path resolved inside the root, so an image's symlinks cannot lead
+    /// out of it). Targets below another one are left out: they lie in that mount, not in the
+    /// root. A tool that recreates the mounts without creating mount points (CRIU restoring a
+    /// checkpoint into a root that is read-only) calls this first. Nothing to do for
+    /// [`Root::Tmpfs`].
+    pub fn create_mount_points(&self) -> Result<(), SandboxError> {
+        let Root::Dir(root) = &self.root else {
+            return Ok(());
+        };
+        let mut points: Vec<(&Path, bool, u32)> = Vec::new();
+        if self.dev {
+            points.push((Path::new("/dev"), false, 0o755));
+        }
+        if self.proc != Proc::None {
+            points.push((Path::new("/proc"), false, 0o555));
+        }
+        if self.sys {
+            points.push((Path::new("/sys"), false, 0o555));
+        }
+        for m in &self.mounts {
+            match m {
+                Mount::Bind { src, dst, .. } => {
+                    let file = std::fs::metadata(src).is_ok_and(|m| !m.is_dir());
+                    points.push((dst, file, 0o755));
+                }
+                Mount::Tmpfs { dst, mode, .. } => points.push((dst, false, *mode)),
+                Mount::Dir { .. } | Mount::Symlink { .. } => {}
+            }
+        }
+        let outer: Vec<PathBuf> = points.iter().map(|(p, _, _)| p.to_path_buf()).collect();
+        points.retain(|(p, _, _)| !outer.iter().any(|o| p != o && p.starts_with(o)));
+        child::create_mount_points(root, &points)
     }
 }
 

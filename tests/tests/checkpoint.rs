@@ -306,10 +306,29 @@ fn refused_inputs_leave_the_state_as_it_was() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("is running"), "{}", r.stderr);
     assert_eq!(status(&lab, &st, "live"), "running");
-    // A good export, then corrupt, truncated and foreign copies of it.
+    // An export of a container left running would not match its images.
     let tar = lab.path("live.tar");
+    let r = lab.distill(&[
+        "checkpoint",
+        "live",
+        "--leave-running",
+        "--export",
+        tar.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--leave-running"), "{}", r.stderr);
+    assert!(!tar.exists());
+    assert_eq!(status(&lab, &st, "live"), "running");
+    // A good export, then corrupt, truncated and foreign copies of it.
     lab.distill(&["checkpoint", "live", "--export", tar.to_str().unwrap()])
         .ok();
+    // criu missing or too old at restore: the container stays checkpointed.
+    for criu in ["/nonexistent/criu", old.to_str().unwrap()] {
+        let r = lab.distill(&["restore", "live", "--criu", criu]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains(criu), "{}", r.stderr);
+        assert_eq!(status(&lab, &st, "live"), "checkpointed");
+    }
     let bytes = std::fs::read(&tar).unwrap();
     let second = SecondState::new(&lab);
     let st2 = second.path.clone();
@@ -444,4 +463,322 @@ fn tcp_established_connection_survives_or_the_reason_is_named() {
         assert_eq!(status(&lab, &st, "tcp"), "running");
         echo(b"still\n");
     }
+}
+
+/// Runs `cmd`, killing it after `secs`; returns its output, or panics naming `what` when it
+/// hung.
+fn output_within(mut cmd: std::process::Command, secs: u64, what: &str) -> std::process::Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn distill");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!("{what} hung for {secs} s");
+        }
+    }
+}
+
+#[test]
+fn checkpoint_and_restore_in_a_loop_never_lose_the_container() {
+    let lab = Lab::new();
+    let st = state(&lab);
+    lab.sh(&["-d", "--name", "loop"], COUNTER).ok();
+    lab.sh(&["-d", "--rm", "--name", "gone"], COUNTER).ok();
+    for round in 0..5 {
+        for name in ["loop", "gone"] {
+            let before = counts(&lab, &st, name).len();
+            eventually(10, "counts", || counts(&lab, &st, name).len() > before);
+            lab.distill(&["checkpoint", name]).ok();
+            assert_eq!(status(&lab, &st, name), "checkpointed", "round {round}");
+            lab.distill(&["restore", name]).ok();
+            // The old monitor must neither kill the restored container nor record an exit
+            // over it (nor remove an --rm one).
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(status(&lab, &st, name), "running", "round {round} {name}");
+            let s = lab.inspect(name);
+            let pid = s["pid"].as_i64().unwrap();
+            assert!(
+                std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "round {round}: the restored init of {name} is gone"
+            );
+        }
+    }
+    let n = counts(&lab, &st, "loop").len();
+    eventually(10, "counts after the last restore", || {
+        counts(&lab, &st, "loop").len() >= n + 3
+    });
+    assert_continuous(&counts(&lab, &st, "loop"));
+    lab.distill(&["stop", "-t", "1", "gone"]).ok();
+    eventually(10, "the --rm container to go", || {
+        !lab.distill(&["ps", "-a"]).stdout.contains("gone")
+    });
+}
+
+#[test]
+fn image_path_never_replaces_a_foreign_directory() {
+    let lab = Lab::new();
+    let st = state(&lab);
+    lab.sh(&["-d", "--name", "ip"], COUNTER).ok();
+    let foreign = lab.path("precious");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("keep.txt"), "mine").unwrap();
+    let r = lab.distill(&[
+        "checkpoint",
+        "ip",
+        "--image-path",
+        foreign.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("distill.json"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("keep.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(status(&lab, &st, "ip"), "running");
+    // A checkpoint directory is replaced by the next checkpoint to it.
+    let dir = lab.path("cp");
+    let dir_s = dir.to_str().unwrap();
+    lab.distill(&["checkpoint", "ip", "--leave-running", "--image-path", dir_s])
+        .ok();
+    let first = std::fs::read_to_string(dir.join("distill.json")).unwrap();
+    lab.distill(&["checkpoint", "ip", "--image-path", dir_s])
+        .ok();
+    assert_ne!(
+        std::fs::read_to_string(dir.join("distill.json")).unwrap(),
+        first
+    );
+    assert_eq!(status(&lab, &st, "ip"), "checkpointed");
+    lab.distill(&["restore", "ip", "--image-path", dir_s]).ok();
+    assert_eq!(status(&lab, &st, "ip"), "running");
+}
+
+/// The entries of an export archive: (header, content) in order.
+fn read_export(tar_path: &std::path::Path) -> Vec<(tar::Header, Vec<u8>)> {
+    let mut ar = tar::Archive::new(std::fs::File::open(tar_path).unwrap());
+    ar.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let h = e.header().clone();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (h, data)
+        })
+        .collect()
+}
+
+fn write_export(path: &std::path::Path, entries: &[(tar::Header, Vec<u8>)]) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (h, data) in entries {
+        let mut h = h.clone();
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data.as_slice()).unwrap();
+    }
+    b.finish().unwrap();
+}
+
+fn header(path: &str, kind: tar::EntryType, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path).unwrap();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+#[test]
+fn hostile_or_corrupt_imports_are_refused_without_reading_the_host() {
+    let lab = Lab::new();
+    lab.sh(
+        &["-d", "--name", "src"],
+        "echo data > /tmp/file; mkfifo /tmp/pipe; while true; do sleep 1; done",
+    )
+    .ok();
+    let st = state(&lab);
+    eventually(10, "the fifo", || {
+        lab.distill(&["exec", "src", "/bin/sh", "-c", "test -p /tmp/pipe"])
+            .code
+            == 0
+    });
+    // A fifo in a writable directory is left out of the export (not refused).
+    let good = lab.path("good.tar");
+    lab.distill(&["checkpoint", "src", "--export", good.to_str().unwrap()])
+        .ok();
+    assert_eq!(status(&lab, &st, "src"), "checkpointed");
+    let entries = read_export(&good);
+    let second = SecondState::new(&lab);
+    let st2 = second.path.clone();
+    let import = |file: &std::path::Path, what: &str| {
+        let mut c = lab.command(&[
+            "restore",
+            "--import",
+            file.to_str().unwrap(),
+            "--name",
+            "imp",
+        ]);
+        c.env("DISTILL_STATE", &st2);
+        let r = output_within(c, 30, what);
+        let e = String::from_utf8_lossy(&r.stderr).into_owned();
+        assert_eq!(r.status.code(), Some(2), "{what}: {e}");
+        let ps = lab
+            .command(&["ps", "-a", "--format", "json"])
+            .env("DISTILL_STATE", &st2)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "[]", "{what}");
+        e
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&entries[0].1).unwrap();
+    let with_manifest = |m: &serde_json::Value, rest: &[(tar::Header, Vec<u8>)]| {
+        let mut v = vec![(entries[0].0.clone(), serde_json::to_vec(m).unwrap())];
+        v.extend_from_slice(rest);
+        v
+    };
+    let listed = |key: &str| {
+        let mut m = manifest.clone();
+        m["files"][key] = serde_json::json!({"size": 1, "sha256": "sha256:00"});
+        m
+    };
+    let case = |name: &str, list: Vec<(tar::Header, Vec<u8>)>| {
+        let p = lab.path(name);
+        write_export(&p, &list);
+        import(&p, name)
+    };
+    // Keys that lead out of the archive, or at something that blocks.
+    for key in ["/dev/zero", "../../../../dev/zero", "checkpoint/../../x"] {
+        let e = case("key.tar", with_manifest(&listed(key), &entries[1..]));
+        assert!(
+            e.contains(key) && e.contains("not a regular file"),
+            "{key}: {e}"
+        );
+    }
+    let mut fifo = entries[1..].to_vec();
+    fifo.push((header("rw/tmp/blocks", tar::EntryType::Fifo, 0o644), vec![]));
+    let e = case("fifo.tar", with_manifest(&listed("rw/tmp/blocks"), &fifo));
+    assert!(
+        e.contains("rw/tmp/blocks") && e.contains("not a regular file"),
+        "{e}"
+    );
+    // A writable directory that is a symlink to a host directory.
+    let mut link: Vec<_> = entries[1..]
+        .iter()
+        .filter(|(h, _)| !h.path().unwrap().starts_with("rw/tmp"))
+        .cloned()
+        .collect();
+    let mut lh = header("rw/tmp", tar::EntryType::Symlink, 0o777);
+    lh.set_link_name("/etc").unwrap();
+    link.push((lh, vec![]));
+    let mut m = manifest.clone();
+    let files = m["files"].as_object_mut().unwrap();
+    files.retain(|k, _| !k.starts_with("rw/tmp/"));
+    let e = case("link.tar", with_manifest(&m, &link));
+    assert!(e.contains("rw/tmp") && e.contains("never a symlink"), "{e}");
+    // A symlink listed as a file: never followed to the host file.
+    let mut sl = entries[1..].to_vec();
+    let mut lh = header("rw/tmp/shadow", tar::EntryType::Symlink, 0o777);
+    lh.set_link_name("/etc/shadow").unwrap();
+    sl.push((lh, vec![]));
+    let e = case("shadow.tar", with_manifest(&listed("rw/tmp/shadow"), &sl));
+    assert!(
+        e.contains("rw/tmp/shadow") && e.contains("not a regular file"),
+        "{e}"
+    );
+    // A file the manifest does not list.
+    let mut extra = entries[1..].to_vec();
+    extra.push((
+        header("rw/tmp/unlisted", tar::EntryType::Regular, 0o644),
+        b"x".to_vec(),
+    ));
+    let e = case("extra.tar", with_manifest(&manifest, &extra));
+    assert!(e.contains("unlisted") && e.contains("not listed"), "{e}");
+    // One byte of a file's content changed: only the sha256 can tell.
+    let mut flipped = entries.clone();
+    let (_, data) = flipped
+        .iter_mut()
+        .find(|(h, d)| h.path().unwrap().ends_with("rw/tmp/file") && !d.is_empty())
+        .expect("rw/tmp/file in the export");
+    data[0] ^= 1;
+    let e = case("flipped.tar", flipped);
+    assert!(e.contains("rw/tmp/file") && e.contains("sha256"), "{e}");
+    // The archive as written still imports.
+    let r = lab
+        .command(&[
+            "restore",
+            "--import",
+            good.to_str().unwrap(),
+            "--name",
+            "imp",
+        ])
+        .env("DISTILL_STATE", &st2)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+#[test]
+fn an_import_runs_on_a_freshly_loaded_image_with_its_files_volumes_and_limits() {
+    let lab = Lab::new();
+    let st = state(&lab);
+    let vol = lab.path("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    let v = format!("{}:/data", vol.display());
+    lab.sh(
+        &["-d", "--name", "mig", "-v", &v, "--memory", "64m", "--rw", "/srv"],
+        "echo kept > /srv/state; echo tmp > /tmp/t; i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done",
+    )
+    .ok();
+    eventually(10, "a few counts", || counts(&lab, &st, "mig").len() >= 3);
+    let tar = lab.path("mig.tar");
+    lab.distill(&["checkpoint", "mig", "--export", tar.to_str().unwrap()])
+        .ok();
+    // Another --root: the same image loaded afresh into another image directory, never run.
+    let other = Lab::new();
+    let r = other
+        .command(&["restore", "--import", tar.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let ost = state(&other);
+    assert_eq!(status(&other, &ost, "mig"), "running");
+    let r = other.distill(&[
+        "exec",
+        "mig",
+        "/bin/sh",
+        "-c",
+        "cat /srv/state /tmp/t; echo x > /data/y",
+    ]);
+    r.ok();
+    assert_eq!(r.stdout, "kept\ntmp\n");
+    assert_eq!(std::fs::read_to_string(vol.join("y")).unwrap(), "x\n");
+    let s = other.inspect("mig");
+    let paths: Vec<String> = s["cgroup_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    let limit = paths
+        .iter()
+        .find_map(|p| {
+            std::fs::read_to_string(format!("{p}/memory.limit_in_bytes"))
+                .or_else(|_| std::fs::read_to_string(format!("{p}/memory.max")))
+                .ok()
+        })
+        .expect("a memory controller");
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    other.distill(&["rm", "-f", "mig"]).ok();
 }
