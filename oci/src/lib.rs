@@ -37,7 +37,7 @@ pub use docs::{
 pub use error::{Error, Result};
 pub use layer::{
     write_layer, Compression, LayerBlob, LayerOptions, LayerSource, Ownership,
-    COMPRESSION_ANNOTATION, GZIP_LEVEL, ZSTD_LEVEL,
+    COMPRESSION_ANNOTATION, GZIP_LEVEL, WHITEOUT_PREFIX, ZSTD_LEVEL,
 };
 pub use load::{load_archive, LoadedImage};
 pub use outer::ArchiveFormat;

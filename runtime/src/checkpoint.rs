@@ -736,6 +736,27 @@ impl Runtime {
                 s.config.rootfs.display()
             )));
         }
+        let container_dir = std::path::absolute(self.state.dir(name))
+            .map_err(|e| failed(format!("resolve its state directory: {e}")))?;
+        if opts.export.is_some() {
+            // A name reserved for whiteouts would vanish from the archive (the export's
+            // layer writer refuses it, but only after the dump has stopped the container):
+            // refused now, named by its container path as `commit` names it. Other problems
+            // are the export's to report.
+            let dirs = container::writable_dirs(&container_dir, &s.config)
+                .into_iter()
+                .filter(|(host, _)| host.is_dir())
+                .map(|(host, inside)| (inside, host))
+                .collect();
+            let check = distill_oci::LayerSource::Mapped {
+                parents_from: s.config.rootfs.clone(),
+                dirs,
+            }
+            .check();
+            if let Err(e @ distill_oci::Error::WhiteoutName(_)) = check {
+                return Err(crate::commit::reserved_name(name, e));
+            }
+        }
         let procs = self
             .cgroup(name)
             .existing()
@@ -744,8 +765,6 @@ impl Runtime {
         let (inherit, external_files) = outside_fds(&s, &procs, pid)?;
         let mounted = mount_points(pid).map_err(|e| failed(format!("read its mounts: {e}")))?;
         let mut mounts = Vec::new();
-        let container_dir = std::path::absolute(self.state.dir(name))
-            .map_err(|e| failed(format!("resolve its state directory: {e}")))?;
         for (i, b) in container::host_binds(&s.config, &container_dir)?
             .into_iter()
             .enumerate()

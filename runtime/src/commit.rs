@@ -94,7 +94,9 @@ impl Runtime {
             } else {
                 None
             };
-            images.write_commit_layer(&base, &dirs, epoch, &created_by)?
+            images
+                .write_commit_layer(&base, &dirs, epoch, &created_by)
+                .map_err(|e| reserved_name(name, e))?
         };
         // A v1 container that started without the freezer controller has joined it now.
         if s.status == Status::Running {
@@ -107,6 +109,17 @@ impl Runtime {
         }
         drop(lock);
         Ok(images.commit(&base, layer, &image_name, labels)?)
+    }
+}
+
+/// A whiteout name in container `name`'s writable directories is a bad input of the
+/// container's (exit 2), named with it; other errors pass through.
+pub(crate) fn reserved_name(name: &str, e: distill_oci::Error) -> RuntimeError {
+    match e {
+        distill_oci::Error::WhiteoutName(_) => {
+            RuntimeError::Config(format!("container {name:?}: {e}"))
+        }
+        e => e.into(),
     }
 }
 

@@ -221,3 +221,61 @@ fn bad_input_is_refused_and_writes_nothing() {
     let r = lab.distill(&["images"]);
     assert!(!r.stdout.contains("img"), "{}", r.stdout);
 }
+
+/// A writable file named `.wh.*` would be taken for a whiteout and vanish from the image:
+/// `commit` refuses it, naming its container path, with nothing written; `checkpoint
+/// --export` refuses it before the dump, so the container keeps running. Renamed, both work.
+#[test]
+fn a_whiteout_name_is_refused_by_commit_and_export() {
+    let lab = Lab::new();
+    lab.sh(
+        &["-d", "--name", "wh", "--rw", "/data"],
+        "mkdir /data/sub; echo x > /data/sub/.wh.x; while true; do /bin/busybox sleep 1; done",
+    )
+    .ok();
+    let file = lab.state.join("wh/rw/data/sub/.wh.x");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !file.exists() {
+        assert!(Instant::now() < end, "the container never wrote its file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = image_dir_entries(&lab);
+    let r = lab.distill(&["commit", "wh", "img:wh"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("/data/sub/.wh.x") && r.stderr.contains("rename it"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert_eq!(image_dir_entries(&lab), before);
+    assert_eq!(lab.inspect("wh")["status"], "running");
+
+    let tar = lab.path("wh.tar");
+    let r = lab.distill(&["checkpoint", "wh", "--export", tar.to_str().unwrap()]);
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("/data/sub/.wh.x") && r.stderr.contains("rename it"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(!tar.exists());
+    assert!(!lab.state.join("wh/checkpoint").exists());
+    assert_eq!(lab.inspect("wh")["status"], "running");
+
+    lab.distill(&[
+        "exec",
+        "wh",
+        "/bin/busybox",
+        "mv",
+        "/data/sub/.wh.x",
+        "/data/sub/wh.x",
+    ])
+    .ok();
+    let d = commit(&lab, &["wh", "img:wh"]);
+    assert!(d.starts_with("sha256:"), "{d}");
+    lab.distill(&["checkpoint", "wh", "--export", tar.to_str().unwrap()])
+        .ok();
+    assert!(tar.exists());
+}
