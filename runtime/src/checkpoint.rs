@@ -683,13 +683,6 @@ fn dir_bytes(p: &Path) -> u64 {
         .sum()
 }
 
-/// `sha256:<hex>` of the loaded image whose unpacked root is `rootfs`
-/// (`<root>/images/<hex>/rootfs`), if it is one.
-fn image_digest(rootfs: &Path) -> Option<String> {
-    let hex = rootfs.parent()?.file_name()?.to_str()?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("sha256:{hex}"))
-}
-
 impl Runtime {
     /// Dumps the running container's process tree with CRIU into its checkpoint directory
     /// (`<state>/<name>/checkpoint`, or `image_path`). Without `leave_running` the container
@@ -729,7 +722,7 @@ impl Runtime {
             None => self.state.dir(name).join(CHECKPOINT_DIR),
         };
         check_image_dir(&images).map_err(|e| RuntimeError::Config(format!("--image-path {e}")))?;
-        let digest = image_digest(&s.config.rootfs);
+        let digest = distill_oci::Images::holding(&s.config.rootfs).map(|(_, rec)| rec.digest);
         if opts.export.is_some() && digest.is_none() {
             return Err(failed(format!(
                 "its root {} is not a loaded image's directory, so an export could not name the image",
@@ -1373,13 +1366,5 @@ mod tests {
         fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let e = Criu::find(Some(&fake)).unwrap_err().to_string();
         assert!(e.contains("3.17.1") && e.contains("too old"), "{e}");
-    }
-
-    #[test]
-    fn image_digest_comes_from_the_image_directory() {
-        let hex = "a".repeat(64);
-        let p = PathBuf::from(format!("/r/images/{hex}/rootfs"));
-        assert_eq!(image_digest(&p), Some(format!("sha256:{hex}")));
-        assert_eq!(image_digest(Path::new("/tmp/rootfs")), None);
     }
 }
