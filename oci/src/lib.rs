@@ -16,6 +16,7 @@
 //! The crate knows nothing of manifests, the store or the runtime.
 
 mod archive;
+mod copy;
 mod diff;
 mod digest;
 mod docs;
@@ -28,6 +29,7 @@ mod tree;
 mod unpack;
 
 pub use archive::{write_docker_archive, write_oci_archive};
+pub use copy::{copy_tree, FileCopy};
 pub use diff::{diff_archives, DiffKind, DiffLocation, Difference};
 pub use digest::Digest;
 pub use docs::{
