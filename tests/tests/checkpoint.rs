@@ -150,6 +150,21 @@ fn a_checkpointed_counter_stops_and_a_restored_one_goes_on_from_there() {
     lab.distill(&["rm", "count"]).ok();
 }
 
+/// Checkpoints and restores container `name`, which appends a counter to `out` (a file of
+/// a volume), and checks that the counter went on without a gap or a restart.
+fn counter_in_volume_goes_on(lab: &Lab, name: &str, out: &std::path::Path) {
+    let lines = || std::fs::read_to_string(out).unwrap_or_default();
+    eventually(10, "writes to the volume", || lines().lines().count() >= 3);
+    lab.distill(&["checkpoint", name]).ok();
+    let before = lines().lines().count();
+    lab.distill(&["restore", name]).ok();
+    eventually(10, "writes after the restore", || {
+        lines().lines().count() >= before + 3
+    });
+    let nums: Vec<u64> = lines().lines().filter_map(|l| l.parse().ok()).collect();
+    assert_continuous(&nums);
+}
+
 #[test]
 fn volumes_and_cgroup_limits_survive_a_restore() {
     let lab = Lab::new();
@@ -172,16 +187,7 @@ fn volumes_and_cgroup_limits_survive_a_restore() {
         "i=0; while true; do echo $i >> /data/out; i=$((i+1)); sleep 0.1; done",
     )
     .ok();
-    let lines = || std::fs::read_to_string(vol.join("out")).unwrap_or_default();
-    eventually(10, "writes to the volume", || lines().lines().count() >= 3);
-    lab.distill(&["checkpoint", "vl"]).ok();
-    let before = lines().lines().count();
-    lab.distill(&["restore", "vl"]).ok();
-    eventually(10, "writes after the restore", || {
-        lines().lines().count() >= before + 3
-    });
-    let nums: Vec<u64> = lines().lines().filter_map(|l| l.parse().ok()).collect();
-    assert_continuous(&nums);
+    counter_in_volume_goes_on(&lab, "vl", &vol.join("out"));
     let s = lab.inspect("vl");
     let paths: Vec<String> = s["cgroup_paths"]
         .as_array()
@@ -816,8 +822,6 @@ fn a_volume_behind_an_image_symlink_survives_a_restore() {
         "i=0; while true; do echo $i >> /srv/link/out; i=$((i+1)); sleep 0.1; done",
     ])
     .ok();
-    let lines = || std::fs::read_to_string(vol.join("out")).unwrap_or_default();
-    eventually(10, "writes to the volume", || lines().lines().count() >= 3);
     let r = lab.distill(&["exec", "sl", "/bin/busybox", "cat", "/proc/self/mountinfo"]);
     r.ok();
     assert!(
@@ -827,14 +831,6 @@ fn a_volume_behind_an_image_symlink_survives_a_restore() {
         "the volume is not mounted at the resolved path: {}",
         r.stdout
     );
-    lab.distill(&["checkpoint", "sl"]).ok();
-    assert_eq!(status(&lab, &st, "sl"), "checkpointed");
-    let before = lines().lines().count();
-    lab.distill(&["restore", "sl"]).ok();
-    eventually(10, "writes after the restore", || {
-        lines().lines().count() >= before + 3
-    });
-    let nums: Vec<u64> = lines().lines().filter_map(|l| l.parse().ok()).collect();
-    assert_continuous(&nums);
+    counter_in_volume_goes_on(&lab, "sl", &vol.join("out"));
     assert_eq!(status(&lab, &st, "sl"), "running");
 }

@@ -293,30 +293,24 @@ fn a_whiteout_name_is_refused_by_commit_and_export() {
         assert!(Instant::now() < end, "the container never wrote its file");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let refused = |args: &[&str]| {
+        let r = lab.distill(args);
+        r.expect_code(2);
+        assert!(
+            r.stderr.contains("/data/sub/.wh.x") && r.stderr.contains("rename it"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert_eq!(lab.inspect("wh")["status"], "running");
+    };
     let before = image_dir_entries(&lab);
-    let r = lab.distill(&["commit", "wh", "img:wh"]);
-    r.expect_code(2);
-    assert!(
-        r.stderr.contains("/data/sub/.wh.x") && r.stderr.contains("rename it"),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    refused(&["commit", "wh", "img:wh"]);
     assert_eq!(image_dir_entries(&lab), before);
-    assert_eq!(lab.inspect("wh")["status"], "running");
-
     let tar = lab.path("wh.tar");
-    let r = lab.distill(&["checkpoint", "wh", "--export", tar.to_str().unwrap()]);
-    r.expect_code(2);
-    assert!(
-        r.stderr.contains("/data/sub/.wh.x") && r.stderr.contains("rename it"),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    refused(&["checkpoint", "wh", "--export", tar.to_str().unwrap()]);
     assert!(!tar.exists());
     assert!(!lab.state.join("wh/checkpoint").exists());
-    assert_eq!(lab.inspect("wh")["status"], "running");
 
     lab.distill(&[
         "exec",
