@@ -11,7 +11,9 @@
 //! [`diff_archives`] names the first difference between two image archives.
 //!
 //! Registry: [`Images`] holds loaded images (unpacked root, config, manifest) and makes new
-//! ones from a loaded image plus one layer ([`Images::commit`], for `distill commit`).
+//! ones from a loaded image plus one layer ([`Images::commit`], for `distill commit`);
+//! [`Images::holding`] maps an unpacked root back to its image. [`copy_tree`] reproduces a
+//! tree with its metadata (hard-linked or copied).
 //!
 //! The crate knows nothing of manifests, the store or the runtime.
 
