@@ -26,11 +26,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
+use crate::copy::{copy_tree, FileCopy};
 use crate::digest::Digest;
 use crate::docs::{canonical_json, rfc3339};
 use crate::error::{io_err, Error, Result};
@@ -160,7 +160,7 @@ impl Images {
             let img = work.join("image");
             let rootfs = img.join("rootfs");
             fs::create_dir(&img).map_err(io_err(&img, "create directory"))?;
-            link_tree(&self.rootfs(base), &rootfs)?;
+            copy_tree(&self.rootfs(base), &rootfs, FileCopy::HardLink, &[])?;
             apply_layer(&layer.blob, &rootfs)?;
             for (file, bytes) in [
                 ("config.json", &config_bytes),
@@ -312,55 +312,4 @@ fn apply_layer(blob: &LayerBlob, rootfs: &Path) -> Result<()> {
         }
     }
     un.finish()
-}
-
-/// Reproduces the tree `src` at `dst` (which must not exist): directories and symlinks are
-/// recreated with mode, owner and mtime, regular files are hard-linked, fifos re-made.
-fn link_tree(src: &Path, dst: &Path) -> Result<()> {
-    let m = fs::symlink_metadata(src).map_err(io_err(src, "lstat"))?;
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(dst)
-        .map_err(io_err(dst, "create directory"))?;
-    let rd = fs::read_dir(src).map_err(io_err(src, "read directory"))?;
-    for e in rd {
-        let e = e.map_err(io_err(src, "read directory"))?;
-        let (s, d) = (e.path(), dst.join(e.file_name()));
-        let cm = fs::symlink_metadata(&s).map_err(io_err(&s, "lstat"))?;
-        let ft = cm.file_type();
-        if ft.is_dir() {
-            link_tree(&s, &d)?;
-            continue;
-        }
-        if ft.is_file() {
-            fs::hard_link(&s, &d).map_err(io_err(&d, "hard link"))?;
-            continue;
-        }
-        if ft.is_symlink() {
-            let t = fs::read_link(&s).map_err(io_err(&s, "read link"))?;
-            std::os::unix::fs::symlink(t, &d).map_err(io_err(&d, "create symlink"))?;
-        } else if ft.is_fifo() {
-            let c = std::ffi::CString::new(d.as_os_str().as_bytes())
-                .map_err(|_| io_err(&d, "mkfifo")(io::ErrorKind::InvalidInput.into()))?;
-            // SAFETY: a valid NUL-terminated path.
-            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-                return Err(io_err(&d, "mkfifo")(io::Error::last_os_error()));
-            }
-        } else {
-            continue;
-        }
-        copy_meta(&d, &cm)?;
-    }
-    copy_meta(dst, &m)
-}
-
-fn copy_meta(p: &Path, m: &fs::Metadata) -> Result<()> {
-    if m.uid() != 0 || m.gid() != 0 {
-        std::os::unix::fs::lchown(p, Some(m.uid()), Some(m.gid())).map_err(io_err(p, "chown"))?;
-    }
-    if !m.file_type().is_symlink() {
-        fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777))
-            .map_err(io_err(p, "chmod"))?;
-    }
-    crate::unpack::set_mtime_nofollow(p, m.mtime().max(0) as u64).map_err(io_err(p, "set times"))
 }

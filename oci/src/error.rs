@@ -69,6 +69,13 @@ pub enum Error {
         /// The underlying error.
         source: serde_json::Error,
     },
+    /// A source file's name begins with `.wh.`, which OCI layers reserve for whiteouts: the
+    /// entry would vanish (or delete a file) when the layer is unpacked.
+    #[error("{0}: a name beginning with .wh. is reserved for whiteouts in image layers, so it would be lost; rename it")]
+    WhiteoutName(
+        /// The entry's path in the layer (`/` is the layer's root).
+        PathBuf,
+    ),
     /// The caller gave an invalid value (bad digest string, empty layer list, ...).
     #[error("{field}: {reason}")]
     Invalid {

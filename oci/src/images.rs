@@ -95,6 +95,22 @@ impl Images {
         self.path(rec).join("rootfs")
     }
 
+    /// The registry and the loaded image whose unpacked root is `rootfs`
+    /// (`<root>/images/<hex>/rootfs`, symlinks resolved), if it is one: the one place that
+    /// maps a container's root back to its image (`commit`, checkpoint export).
+    pub fn holding(rootfs: &Path) -> Option<(Images, ImageRecord)> {
+        let rootfs = fs::canonicalize(rootfs).ok()?;
+        if rootfs.file_name()? != "rootfs" {
+            return None;
+        }
+        let dir = rootfs.parent()?;
+        let images = Images {
+            dir: dir.parent()?.to_path_buf(),
+        };
+        let rec = images.read_record(dir).ok()?;
+        (images.path(&rec) == dir).then_some((images, rec))
+    }
+
     /// The runtime configuration of an image.
     pub fn config(&self, rec: &ImageRecord) -> Result<ImageConfig> {
         let p = self.path(rec).join("config.json");
@@ -467,6 +483,43 @@ mod tests {
             let e = validate_name(bad).unwrap_err().to_string();
             assert!(e.contains("image name"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn an_image_is_found_by_its_root() {
+        let t = tempfile::tempdir().unwrap();
+        let images = Images::new(t.path());
+        let hex = "ab".repeat(32);
+        let rec = ImageRecord {
+            name: Some("x:latest".into()),
+            digest: format!("sha256:{hex}"),
+            config_digest: format!("sha256:{}", "cd".repeat(32)),
+            size: 0,
+            created: None,
+            loaded_at: 0,
+            annotations: Default::default(),
+        };
+        fs::create_dir_all(images.rootfs(&rec)).unwrap();
+        images.write_record(&rec).unwrap();
+        let (reg, found) = Images::holding(&images.rootfs(&rec)).unwrap();
+        assert_eq!(found, rec);
+        assert_eq!(reg.dir(), fs::canonicalize(images.dir()).unwrap());
+        // Through a symlink too.
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(images.rootfs(&rec), &link).unwrap();
+        assert_eq!(Images::holding(&link).unwrap().1, rec);
+        // Not an image's root: its directory, another directory, a record naming another
+        // image.
+        assert!(Images::holding(&images.path(&rec)).is_none());
+        assert!(Images::holding(t.path()).is_none());
+        let other = images.dir().join("ef".repeat(32));
+        fs::create_dir_all(other.join("rootfs")).unwrap();
+        fs::copy(
+            images.path(&rec).join("image.json"),
+            other.join("image.json"),
+        )
+        .unwrap();
+        assert!(Images::holding(&other.join("rootfs")).is_none());
     }
 
     #[test]

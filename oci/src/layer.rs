@@ -121,6 +121,18 @@ pub enum LayerSource {
 
 /// Name of the opaque whiteout entry (OCI image spec, "Opaque Whiteout").
 pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+/// The name prefix OCI layers reserve for whiteouts; a source file named so is refused
+/// ([`Error::WhiteoutName`]), since unpacking would take it for a deletion.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+
+impl LayerSource {
+    /// Checks that the source can be written as a layer, as [`write_layer`] would (every
+    /// path readable, no name reserved for whiteouts, ...), without writing anything: for a
+    /// caller that must know before it does something costly.
+    pub fn check(&self) -> Result<()> {
+        collect(self).map(drop)
+    }
+}
 
 /// Settings for [`write_layer`].
 #[derive(Clone, Debug, Default)]
@@ -290,6 +302,14 @@ fn collect(source: &LayerSource) -> Result<Vec<Item>> {
         }
     }
     items.sort_by(|a, b| a.rel.cmp(&b.rel));
+    if let Some(it) = items.iter().find(|it| {
+        let name = it.rel.rsplit(|b| *b == b'/').next().unwrap_or_default();
+        !it.opaque && name.starts_with(WHITEOUT_PREFIX.as_bytes())
+    }) {
+        return Err(Error::WhiteoutName(
+            Path::new("/").join(OsStr::from_bytes(&it.rel)),
+        ));
+    }
     Ok(items)
 }
 

@@ -11,11 +11,14 @@
 //! [`diff_archives`] names the first difference between two image archives.
 //!
 //! Registry: [`Images`] holds loaded images (unpacked root, config, manifest) and makes new
-//! ones from a loaded image plus one layer ([`Images::commit`], for `distill commit`).
+//! ones from a loaded image plus one layer ([`Images::commit`], for `distill commit`);
+//! [`Images::holding`] maps an unpacked root back to its image. [`copy_tree`] reproduces a
+//! tree with its metadata (hard-linked or copied).
 //!
 //! The crate knows nothing of manifests, the store or the runtime.
 
 mod archive;
+mod copy;
 mod diff;
 mod digest;
 mod docs;
@@ -28,6 +31,7 @@ mod tree;
 mod unpack;
 
 pub use archive::{write_docker_archive, write_oci_archive};
+pub use copy::{copy_tree, FileCopy};
 pub use diff::{diff_archives, DiffKind, DiffLocation, Difference};
 pub use digest::Digest;
 pub use docs::{
@@ -37,7 +41,7 @@ pub use docs::{
 pub use error::{Error, Result};
 pub use layer::{
     write_layer, Compression, LayerBlob, LayerOptions, LayerSource, Ownership,
-    COMPRESSION_ANNOTATION, GZIP_LEVEL, ZSTD_LEVEL,
+    COMPRESSION_ANNOTATION, GZIP_LEVEL, WHITEOUT_PREFIX, ZSTD_LEVEL,
 };
 pub use load::{load_archive, LoadedImage};
 pub use outer::ArchiveFormat;

@@ -786,6 +786,13 @@ fn mapped_directories_define_their_paths_completely() {
     assert_eq!(first.header().mode().unwrap(), 0o750);
 }
 
+/// Why writing a layer of `src` to `out` is refused.
+fn refusal(src: &LayerSource, out: &Path) -> String {
+    write_layer(src, &LayerOptions::default(), out)
+        .unwrap_err()
+        .to_string()
+}
+
 /// A mapped directory that is a symlink is refused, never followed to what it points at.
 #[test]
 fn a_mapped_symlink_is_refused_not_followed() {
@@ -802,8 +809,37 @@ fn a_mapped_symlink_is_refused_not_followed() {
         dirs: vec![(PathBuf::from("/tmp"), link.clone())],
     };
     let out = t.path().join("layer.tar");
-    let e = write_layer(&src, &LayerOptions::default(), &out)
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&src, &out);
     assert!(e.contains("rw-tmp") && e.contains("symlink"), "{e}");
+}
+
+/// A source name beginning with `.wh.` would be taken for a whiteout when the layer is
+/// unpacked: it is refused (naming its path in the layer) before the blob is written, and
+/// `LayerSource::check` says the same without writing.
+#[test]
+fn a_whiteout_name_in_the_source_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("img");
+    fs::create_dir_all(img.join("var")).unwrap();
+    let data = t.path().join("rw-data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    write(&data.join("sub/.wh.secret"), b"s", 0o600);
+    let src = LayerSource::Mapped {
+        parents_from: img,
+        dirs: vec![(PathBuf::from("/var/data"), data.clone())],
+    };
+    let out = t.path().join("layer.tar");
+    let e = refusal(&src, &out);
+    assert!(
+        e.starts_with("/var/data/sub/.wh.secret: ") && e.contains("rename it"),
+        "{e}"
+    );
+    assert!(!out.exists(), "a refused layer was written");
+    assert_eq!(src.check().unwrap_err().to_string(), e);
+    // A plain tree too.
+    let e = refusal(&LayerSource::Dir(data.clone()), &out);
+    assert!(e.starts_with("/sub/.wh.secret: "), "{e}");
+    fs::rename(data.join("sub/.wh.secret"), data.join("sub/wh.secret")).unwrap();
+    src.check().unwrap();
+    write_layer(&src, &LayerOptions::default(), &out).unwrap();
 }

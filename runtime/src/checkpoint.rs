@@ -683,13 +683,6 @@ fn dir_bytes(p: &Path) -> u64 {
         .sum()
 }
 
-/// `sha256:<hex>` of the loaded image whose unpacked root is `rootfs`
-/// (`<root>/images/<hex>/rootfs`), if it is one.
-fn image_digest(rootfs: &Path) -> Option<String> {
-    let hex = rootfs.parent()?.file_name()?.to_str()?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("sha256:{hex}"))
-}
-
 impl Runtime {
     /// Dumps the running container's process tree with CRIU into its checkpoint directory
     /// (`<state>/<name>/checkpoint`, or `image_path`). Without `leave_running` the container
@@ -729,12 +722,33 @@ impl Runtime {
             None => self.state.dir(name).join(CHECKPOINT_DIR),
         };
         check_image_dir(&images).map_err(|e| RuntimeError::Config(format!("--image-path {e}")))?;
-        let digest = image_digest(&s.config.rootfs);
+        let digest = distill_oci::Images::holding(&s.config.rootfs).map(|(_, rec)| rec.digest);
         if opts.export.is_some() && digest.is_none() {
             return Err(failed(format!(
                 "its root {} is not a loaded image's directory, so an export could not name the image",
                 s.config.rootfs.display()
             )));
+        }
+        let container_dir = std::path::absolute(self.state.dir(name))
+            .map_err(|e| failed(format!("resolve its state directory: {e}")))?;
+        if opts.export.is_some() {
+            // A name reserved for whiteouts would vanish from the archive (the export's
+            // layer writer refuses it, but only after the dump has stopped the container):
+            // refused now, named by its container path as `commit` names it. Other problems
+            // are the export's to report.
+            let dirs = container::writable_dirs(&container_dir, &s.config)
+                .into_iter()
+                .filter(|(host, _)| host.is_dir())
+                .map(|(host, inside)| (inside, host))
+                .collect();
+            let check = distill_oci::LayerSource::Mapped {
+                parents_from: s.config.rootfs.clone(),
+                dirs,
+            }
+            .check();
+            if let Err(e @ distill_oci::Error::WhiteoutName(_)) = check {
+                return Err(crate::commit::reserved_name(name, e));
+            }
         }
         let procs = self
             .cgroup(name)
@@ -744,8 +758,6 @@ impl Runtime {
         let (inherit, external_files) = outside_fds(&s, &procs, pid)?;
         let mounted = mount_points(pid).map_err(|e| failed(format!("read its mounts: {e}")))?;
         let mut mounts = Vec::new();
-        let container_dir = std::path::absolute(self.state.dir(name))
-            .map_err(|e| failed(format!("resolve its state directory: {e}")))?;
         for (i, b) in container::host_binds(&s.config, &container_dir)?
             .into_iter()
             .enumerate()
@@ -1354,13 +1366,5 @@ mod tests {
         fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let e = Criu::find(Some(&fake)).unwrap_err().to_string();
         assert!(e.contains("3.17.1") && e.contains("too old"), "{e}");
-    }
-
-    #[test]
-    fn image_digest_comes_from_the_image_directory() {
-        let hex = "a".repeat(64);
-        let p = PathBuf::from(format!("/r/images/{hex}/rootfs"));
-        assert_eq!(image_digest(&p), Some(format!("sha256:{hex}")));
-        assert_eq!(image_digest(Path::new("/tmp/rootfs")), None);
     }
 }

@@ -11,6 +11,7 @@
 //! a time). Files keep their numeric uid/gid (a service's data stays its user's).
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,7 +51,10 @@ impl Runtime {
                 "container {name:?} is still starting; commit it once it runs or has exited"
             )));
         }
-        let base = base_image(images, &s.config.rootfs).ok_or_else(|| {
+        let base = Images::holding(&s.config.rootfs)
+            .filter(|(reg, _)| fs::canonicalize(images.dir()).is_ok_and(|d| d == reg.dir()))
+            .map(|(_, rec)| rec)
+            .ok_or_else(|| {
             RuntimeError::Config(format!(
                 "container {name:?} was not started from an image loaded in {} (its root is {}); commit needs that image",
                 images.dir().display(),
@@ -94,7 +98,9 @@ impl Runtime {
             } else {
                 None
             };
-            images.write_commit_layer(&base, &dirs, epoch, &created_by)?
+            images
+                .write_commit_layer(&base, &dirs, epoch, &created_by)
+                .map_err(|e| reserved_name(name, e))?
         };
         // A v1 container that started without the freezer controller has joined it now.
         if s.status == Status::Running {
@@ -110,12 +116,13 @@ impl Runtime {
     }
 }
 
-/// The loaded image whose unpacked root is `rootfs`.
-fn base_image(images: &Images, rootfs: &std::path::Path) -> Option<ImageRecord> {
-    let want = std::fs::canonicalize(rootfs).ok()?;
-    images
-        .list()
-        .ok()?
-        .into_iter()
-        .find(|r| std::fs::canonicalize(images.rootfs(r)).ok().as_deref() == Some(&want))
+/// A whiteout name in container `name`'s writable directories is a bad input of the
+/// container's (exit 2), named with it; other errors pass through.
+pub(crate) fn reserved_name(name: &str, e: distill_oci::Error) -> RuntimeError {
+    match e {
+        distill_oci::Error::WhiteoutName(_) => {
+            RuntimeError::Config(format!("container {name:?}: {e}"))
+        }
+        e => e.into(),
+    }
 }

@@ -36,7 +36,7 @@ use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use distill_sandbox::{
@@ -457,10 +457,9 @@ pub(crate) fn create_writable_dirs(
     let base = container_dir.join(RW_DIR);
     mkdir(&base, 0o700)?;
     for (i, (host, inside)) in dirs.iter().enumerate() {
-        let nested: Vec<&Path> = dirs[i + 1..]
+        let nested: Vec<PathBuf> = dirs[i + 1..]
             .iter()
-            .filter(|(_, p)| p.starts_with(inside))
-            .map(|(_, p)| p.as_path())
+            .filter_map(|(_, p)| Some(p.strip_prefix(inside).ok()?.to_path_buf()))
             .collect();
         let default = *inside == Path::new("/tmp") || *inside == Path::new("/run");
         let src = image_path(&cfg.rootfs, inside);
@@ -473,7 +472,14 @@ pub(crate) fn create_writable_dirs(
         };
         match fs::symlink_metadata(&src) {
             Ok(m) if m.is_dir() => {
-                copy_tree(&src, host, inside, &nested).map_err(|e| fail("seed from the image", e))?;
+                distill_oci::copy_tree(&src, host, distill_oci::FileCopy::Content, &nested)
+                    .map_err(|e| {
+                        RuntimeError::Config(format!(
+                            "writable directory {} of container {}: seed from the image: {e}",
+                            inside.display(),
+                            cfg.name
+                        ))
+                    })?;
                 if default {
                     fs::set_permissions(host, fs::Permissions::from_mode(0o1777))
                         .map_err(|e| fail("chmod", e))?;
@@ -522,58 +528,6 @@ fn mkdir(p: &Path, mode: u32) -> Result<(), RuntimeError> {
         })
 }
 
-/// Copies the directory `src` to `dst` (which must not exist): directories, files (their
-/// content), symlinks (as links) and fifos, with mode, numeric owner and mtime. Sockets and
-/// device nodes are skipped. `skip` lists container paths (below `inside`, the container
-/// path of `src`) whose subtrees are left out.
-fn copy_tree(src: &Path, dst: &Path, inside: &Path, skip: &[&Path]) -> io::Result<()> {
-    let m = fs::symlink_metadata(src)?;
-    fs::DirBuilder::new().mode(0o700).create(dst)?;
-    for e in fs::read_dir(src)? {
-        let e = e?;
-        let name = e.file_name();
-        let child_inside = inside.join(&name);
-        if skip.contains(&child_inside.as_path()) {
-            continue;
-        }
-        let (s, d) = (e.path(), dst.join(&name));
-        let cm = fs::symlink_metadata(&s)?;
-        let ft = cm.file_type();
-        if ft.is_dir() {
-            copy_tree(&s, &d, &child_inside, skip)?;
-            continue;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&s)?, &d)?;
-        } else if ft.is_file() {
-            fs::copy(&s, &d)?;
-        } else if ft.is_fifo() {
-            let c = std::ffi::CString::new(d.as_os_str().as_bytes())
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            // SAFETY: a valid NUL-terminated path.
-            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        } else {
-            continue;
-        }
-        finish_copy(&d, &cm)?;
-    }
-    finish_copy(dst, &m)
-}
-
-/// Owner, mode (not for symlinks) and mtime of a copied entry, from `m`.
-fn finish_copy(p: &Path, m: &fs::Metadata) -> io::Result<()> {
-    let link = m.file_type().is_symlink();
-    if m.uid() != 0 || m.gid() != 0 {
-        std::os::unix::fs::lchown(p, Some(m.uid()), Some(m.gid()))?;
-    }
-    if !link {
-        fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777))?;
-    }
-    let t = filetime::FileTime::from_last_modification_time(m);
-    filetime::set_symlink_file_times(p, t, t)
-}
-
 fn check_target(t: &Path) -> Result<(), RuntimeError> {
     if !t.is_absolute() || t.components().any(|c| c == Component::ParentDir) || t == Path::new("/")
     {
@@ -603,6 +557,7 @@ pub fn parse_user(u: &str) -> Result<(u32, u32), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn user_parsing() {

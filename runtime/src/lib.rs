@@ -477,6 +477,38 @@ pub struct Runtime {
     pub logd: Option<Logd>,
 }
 
+/// What a container's monitor does to the container's record and log, from its start
+/// (`monitor_main`) to its end (`monitor_supervise`).
+struct Monitor<'a> {
+    rt: &'a Runtime,
+    name: &'a str,
+    events: Option<&'a Logd>,
+}
+
+impl Monitor<'_> {
+    /// Says `text` in the container's log (with a log daemon; nothing otherwise).
+    fn event(&self, text: &str) {
+        if let Some(l) = self.events {
+            l.event(self.name, text);
+        }
+    }
+
+    /// Changes the container's recorded state under its lock.
+    fn record(&self, f: &dyn Fn(&mut State)) -> std::result::Result<(), String> {
+        let state = &self.rt.state;
+        let lock = state.lock(self.name).map_err(|e| e.to_string())?;
+        let mut s = state.read_raw(self.name).map_err(|e| e.to_string())?;
+        f(&mut s);
+        state.write(&s, &lock).map_err(|e| e.to_string())
+    }
+}
+
+/// Writes `m` (`S pid`, `E reason`, `X code`) to the monitor's status pipe for the process
+/// waiting on it; if that process has gone, nobody needs to know.
+fn say(status: &mut File, m: &str) {
+    let _ = status.write_all(m.as_bytes());
+}
+
 /// Name of the log daemon's directory inside the state root. It starts with a `.`, which no
 /// container name may, so it never collides with a container and `ps` skips it.
 pub const LOGD_DIR: &str = ".logd";
@@ -990,10 +1022,10 @@ impl Runtime {
         status_fd: RawFd,
         events: Option<&Logd>,
     ) -> ! {
-        let event = |text: &str| {
-            if let Some(l) = events {
-                l.event(&cfg.name, text);
-            }
+        let mon = Monitor {
+            rt: self,
+            name: &cfg.name,
+            events,
         };
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -1015,18 +1047,9 @@ impl Runtime {
         }
         close_fds_except(&[0, 1, 2, stdio[0], stdio[1], stdio[2], status_fd]);
         let mut status = unsafe { File::from_raw_fd(status_fd) };
-        let say = |f: &mut File, m: &str| {
-            let _ = f.write_all(m.as_bytes());
-        };
         let name = cfg.name.clone();
         let cg = self.cgroup(&name);
         let me = unsafe { libc::getpid() };
-        let record = |f: &dyn Fn(&mut State)| -> std::result::Result<(), String> {
-            let lock = self.state.lock(&name).map_err(|e| e.to_string())?;
-            let mut s = self.state.read_raw(&name).map_err(|e| e.to_string())?;
-            f(&mut s);
-            self.state.write(&s, &lock).map_err(|e| e.to_string())
-        };
         // A failed restore leaves the container as it was (checkpointed, images kept).
         let restoring: Option<State> = match launch {
             Launch::Restore(plan) => Some(plan.prev.clone()),
@@ -1037,9 +1060,9 @@ impl Runtime {
                 let _ = cg.remove();
             }
             if let Some(prev) = &restoring {
-                let _ = record(&|s: &mut State| *s = prev.clone());
+                let _ = mon.record(&|s: &mut State| *s = prev.clone());
             } else {
-                let _ = record(&|s: &mut State| {
+                let _ = mon.record(&|s: &mut State| {
                     s.status = Status::Exited;
                     s.error = Some(reason.clone());
                     s.exit_code = Some(127);
@@ -1049,7 +1072,7 @@ impl Runtime {
                     self.discard(&name);
                 }
             }
-            event(&format!("failed: {}", reason.replace('\n', " ")));
+            mon.event(&format!("failed: {}", reason.replace('\n', " ")));
             say(status, &format!("E {}\n", reason.replace('\n', " ")));
             unsafe { libc::_exit(1) }
         };
@@ -1076,7 +1099,7 @@ impl Runtime {
         };
         let stdio_inodes = checkpoint::stdio_inodes(&stdio_fds[1..]);
         let record_monitor = |paths: Vec<PathBuf>| {
-            record(&|s: &mut State| {
+            mon.record(&|s: &mut State| {
                 s.monitor_pid = Some(me);
                 s.monitor_start = state::proc_start_time(me);
                 s.cgroup_paths = paths.clone();
@@ -1100,7 +1123,7 @@ impl Runtime {
                 };
                 let start = state::proc_start_time(pid);
                 let st = (pid, start, "restored");
-                self.monitor_supervise(cfg, st, &cg, &cg_full, status, events)
+                self.monitor_supervise(cfg, st, &cg, &cg_full, status, &mon)
             }
         };
         let (mut child, child_pid) = if self.cgroups.is_v1() {
@@ -1162,7 +1185,7 @@ impl Runtime {
             finish_failed(&mut status, e.to_string(), true);
         }
         let st = (child_pid, child_start, "started");
-        self.monitor_supervise(cfg, st, &cg, &cg_full, status, events)
+        self.monitor_supervise(cfg, st, &cg, &cg_full, status, &mon)
     }
 
     /// The rest of the monitor's life once the container's init runs (started or restored,
@@ -1175,30 +1198,16 @@ impl Runtime {
         cg: &cgroup::Cgroup,
         cg_full: &cgroup::Cgroup,
         mut status: File,
-        events: Option<&Logd>,
+        mon: &Monitor<'_>,
     ) -> ! {
         let name = &cfg.name;
-        let event = |text: &str| {
-            if let Some(l) = events {
-                l.event(name, text);
-            }
-        };
-        let say = |f: &mut File, m: &str| {
-            let _ = f.write_all(m.as_bytes());
-        };
-        let record = |f: &dyn Fn(&mut State)| -> std::result::Result<(), String> {
-            let lock = self.state.lock(name).map_err(|e| e.to_string())?;
-            let mut s = self.state.read_raw(name).map_err(|e| e.to_string())?;
-            f(&mut s);
-            self.state.write(&s, &lock).map_err(|e| e.to_string())
-        };
-        let _ = record(&|s: &mut State| {
+        let _ = mon.record(&|s: &mut State| {
             s.status = Status::Running;
             s.pid = Some(child);
             s.pid_start = child_start;
             s.started_ms = Some(state::now_ms());
         });
-        event(started);
+        mon.event(started);
         say(&mut status, &format!("S {child}\n"));
         let mut st = 0;
         let reaped = loop {
@@ -1243,7 +1252,7 @@ impl Runtime {
         };
         if !ours || checkpointed {
             if checkpointed {
-                event("checkpointed");
+                mon.event("checkpointed");
             }
             say(&mut status, "X 0\n");
             unsafe { libc::_exit(0) }
@@ -1251,7 +1260,7 @@ impl Runtime {
         if cfg.auto_remove {
             self.discard(name);
         } else {
-            let _ = record(&|s: &mut State| {
+            let _ = mon.record(&|s: &mut State| {
                 s.status = Status::Exited;
                 s.exit_code = reaped.then_some(code);
                 s.exit_unknown = !reaped;
@@ -1262,12 +1271,12 @@ impl Runtime {
         }
         // After the state is committed, so a reader that sees `exited` finds it recorded.
         if oom {
-            event("oom-killed");
+            mon.event("oom-killed");
         }
         match (reaped, signal) {
-            (false, _) => event("exited status unknown"),
-            (true, Some(sig)) => event(&format!("exited signal={}", signal_name(sig))),
-            (true, None) => event(&format!("exited code={code}")),
+            (false, _) => mon.event("exited status unknown"),
+            (true, Some(sig)) => mon.event(&format!("exited signal={}", signal_name(sig))),
+            (true, None) => mon.event(&format!("exited code={code}")),
         }
         say(&mut status, &format!("X {code}\n"));
         unsafe { libc::_exit(0) }

@@ -94,9 +94,11 @@ fn update_is_felt_at_once_and_rolls_back() {
         &[
             "sh",
             "-c",
-            "dd if=/dev/zero of=/tmp/fill bs=1M count=30 2>/dev/null; echo ready; sleep 1000",
+            "dd if=/dev/zero of=/fill/fill bs=1M count=30 2>/dev/null; echo ready; sleep 1000",
         ],
     );
+    // tmpfs pages cannot be reclaimed without swap (/tmp is a directory on disk).
+    cfg.tmpfs = vec!["/fill".into()];
     cfg.limits = Limits {
         pids: Some(50),
         memory: Some(128 << 20),

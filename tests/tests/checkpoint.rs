@@ -1,8 +1,9 @@
 //! End-to-end tests of `distill checkpoint` / `distill restore` (CRIU) through the real
 //! binary: a counter stops at the checkpoint and goes on from there after a restore (in
-//! place, and through `--export` / `--import` into a second state root), volumes and cgroup
-//! limits survive, logs before and after are in `distill logs`, TCP with
-//! `--tcp-established`, and every refused input leaves the container's state as it was.
+//! place, and through `--export` / `--import` into a second state root), volumes (also one
+//! behind an image symlink) and cgroup limits survive, logs before and after are in
+//! `distill logs`, TCP with `--tcp-established`, and every refused input leaves the
+//! container's state as it was.
 //! Needs root and criu 4 (scripts/install-criu, called by scripts/install-deps).
 
 use std::io::{Read, Write};
@@ -149,6 +150,21 @@ fn a_checkpointed_counter_stops_and_a_restored_one_goes_on_from_there() {
     lab.distill(&["rm", "count"]).ok();
 }
 
+/// Checkpoints and restores container `name`, which appends a counter to `out` (a file of
+/// a volume), and checks that the counter went on without a gap or a restart.
+fn counter_in_volume_goes_on(lab: &Lab, name: &str, out: &std::path::Path) {
+    let lines = || std::fs::read_to_string(out).unwrap_or_default();
+    eventually(10, "writes to the volume", || lines().lines().count() >= 3);
+    lab.distill(&["checkpoint", name]).ok();
+    let before = lines().lines().count();
+    lab.distill(&["restore", name]).ok();
+    eventually(10, "writes after the restore", || {
+        lines().lines().count() >= before + 3
+    });
+    let nums: Vec<u64> = lines().lines().filter_map(|l| l.parse().ok()).collect();
+    assert_continuous(&nums);
+}
+
 #[test]
 fn volumes_and_cgroup_limits_survive_a_restore() {
     let lab = Lab::new();
@@ -171,16 +187,7 @@ fn volumes_and_cgroup_limits_survive_a_restore() {
         "i=0; while true; do echo $i >> /data/out; i=$((i+1)); sleep 0.1; done",
     )
     .ok();
-    let lines = || std::fs::read_to_string(vol.join("out")).unwrap_or_default();
-    eventually(10, "writes to the volume", || lines().lines().count() >= 3);
-    lab.distill(&["checkpoint", "vl"]).ok();
-    let before = lines().lines().count();
-    lab.distill(&["restore", "vl"]).ok();
-    eventually(10, "writes after the restore", || {
-        lines().lines().count() >= before + 3
-    });
-    let nums: Vec<u64> = lines().lines().filter_map(|l| l.parse().ok()).collect();
-    assert_continuous(&nums);
+    counter_in_volume_goes_on(&lab, "vl", &vol.join("out"));
     let s = lab.inspect("vl");
     let paths: Vec<String> = s["cgroup_paths"]
         .as_array()
@@ -781,4 +788,49 @@ fn an_import_runs_on_a_freshly_loaded_image_with_its_files_volumes_and_limits() 
         .expect("a memory controller");
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
     other.distill(&["rm", "-f", "mig"]).ok();
+}
+
+/// A volume whose target goes through a symlink of the image (`/srv/link` -> `/srv/real`,
+/// absolute, so it means the image's `/srv/real`, not the host's) is mounted at the
+/// resolved path; checkpoint declares it there and restore maps it back, so the counter it
+/// writes goes on in the same host directory.
+#[test]
+fn a_volume_behind_an_image_symlink_survives_a_restore() {
+    let lab = Lab::new();
+    let st = state(&lab);
+    // An image with the symlink, made by committing a container that created it.
+    lab.sh(
+        &["--name", "mk", "--rw", "/srv"],
+        "mkdir /srv/real && ln -s /srv/real /srv/link",
+    )
+    .ok();
+    lab.distill(&["commit", "mk", "linked:1"]).ok();
+    let vol = lab.path("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    let v = format!("{}:/srv/link", vol.display());
+    lab.distill(&[
+        "run",
+        "-d",
+        "--name",
+        "sl",
+        "-v",
+        &v,
+        "--entrypoint",
+        "/bin/sh",
+        "linked:1",
+        "-c",
+        "i=0; while true; do echo $i >> /srv/link/out; i=$((i+1)); sleep 0.1; done",
+    ])
+    .ok();
+    let r = lab.distill(&["exec", "sl", "/bin/busybox", "cat", "/proc/self/mountinfo"]);
+    r.ok();
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some("/srv/real")),
+        "the volume is not mounted at the resolved path: {}",
+        r.stdout
+    );
+    counter_in_volume_goes_on(&lab, "sl", &vol.join("out"));
+    assert_eq!(status(&lab, &st, "sl"), "running");
 }
