@@ -3,6 +3,8 @@
 //! Needs root, criu 4 (scripts/install-criu) and a C compiler with a static libc (the
 //! memory holder is compiled here). The state root is on a tmpfs, as `/run/distill` is.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,11 +31,29 @@ int main(void) {
 
 /// A root with the holder at /hold, placed like a loaded image (`images/<hex>/rootfs`) so
 /// that an export can name its image.
+/// An image directory `<dir>/images/<hex>/` with its record, as `distill load` leaves one
+/// (an export names the image its container runs), whose root holds the memory holder.
 fn holder_root(dir: &Path) -> PathBuf {
-    let root = dir.join("images").join("b".repeat(64)).join("rootfs");
+    let hex = "b".repeat(64);
+    let image = dir.join("images").join(&hex);
+    let root = image.join("rootfs");
     for d in ["proc", "dev", "sys", "tmp", "run"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
+    let record = distill_oci::ImageRecord {
+        name: Some("hold:latest".into()),
+        digest: format!("sha256:{hex}"),
+        config_digest: format!("sha256:{}", "c".repeat(64)),
+        size: 0,
+        created: None,
+        loaded_at: 0,
+        annotations: Default::default(),
+    };
+    std::fs::write(
+        image.join("image.json"),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
     let src = dir.join("hold.c");
     std::fs::write(&src, HOLDER).unwrap();
     let ok = Command::new("cc")
@@ -83,19 +103,8 @@ fn main() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = holder_root(tmp.path());
-    let state = tmp.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let st = std::ffi::CString::new(state.to_str().unwrap()).unwrap();
-    // SAFETY: mounts a tmpfs on our own temp directory.
-    let mounted = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            st.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    } == 0;
+    let tmpfs = common::TmpfsState::new(tmp.path());
+    let state = tmpfs.path.clone();
     let rt = Runtime::new(&state).unwrap();
     let name = format!("hold{}", std::process::id());
     let cfg = ContainerConfig {
@@ -132,13 +141,11 @@ fn main() {
     let with_export = t.elapsed();
     let tar_bytes = r.export.map(|(_, n)| n).unwrap_or(0);
     drop(cleanup);
-    if mounted {
-        // SAFETY: unmounts the tmpfs mounted above.
-        unsafe { libc::umount2(st.as_ptr(), libc::MNT_DETACH) };
-    }
+    let on = tmpfs.kind();
+    drop(tmpfs);
     println!(
         "distill-runtime checkpoint figures ({MIB} MiB of written anonymous memory, median of 3; state root on {})",
-        if mounted { "tmpfs" } else { "disk" }
+        on
     );
     println!("{:-<72}", "");
     println!(

@@ -6,6 +6,8 @@
 //! so that it compares fairly with the `bwrap` and `runc` processes. Needs root, bubblewrap,
 //! runc and busybox-static. The state root is on a tmpfs, as `/run/distill` is normally.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -97,24 +99,14 @@ fn main() {
     let me = std::env::current_exe().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = busybox_root(tmp.path());
-    let state = tmp.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let st = std::ffi::CString::new(state.to_str().unwrap()).unwrap();
-    let mounted = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            st.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    } == 0;
+    let tmpfs = common::TmpfsState::new(tmp.path());
+    let state = tmpfs.path.clone();
     let rt = Runtime::new(&state).unwrap();
     let pid = std::process::id();
 
     println!(
         "distill-runtime figures (median of {N}; state root on {})",
-        if mounted { "tmpfs" } else { "disk" }
+        tmpfs.kind()
     );
     println!("{:-<64}", "");
 
@@ -323,7 +315,5 @@ fn main() {
     for n in &names {
         rt.rm(n, true).unwrap();
     }
-    if mounted {
-        unsafe { libc::umount2(st.as_ptr(), libc::MNT_DETACH) };
-    }
+    drop(tmpfs);
 }

@@ -343,28 +343,29 @@ impl Lab {
 
     /// Pids of the `distill logd` processes serving this lab's state dir.
     pub fn logd_pids(&self) -> Vec<i32> {
-        let want = [
-            "--state".to_string(),
-            self.state.to_string_lossy().into_owned(),
-            "logd".to_string(),
-        ];
-        let mut pids = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let args: Vec<String> = raw
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            if args.windows(3).any(|w| w == want) {
-                pids.push(pid);
+        logd_pids_of(&self.state)
+    }
+
+    /// Removes every container of state root `state` (this lab's or another one the test
+    /// used) and stops its log daemon.
+    pub fn clean_state(&self, state: &Path) {
+        let with_state = |args: &[&str]| {
+            let mut c = self.command(args);
+            c.env("DISTILL_STATE", state);
+            c
+        };
+        if let Ok(out) = with_state(&["ps", "-a", "--format", "json"]).output() {
+            if let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(&out.stdout) {
+                for c in list {
+                    if let Some(n) = c["name"].as_str() {
+                        let _ = with_state(&["rm", "-f", n]).output();
+                    }
+                }
             }
         }
-        pids
+        for pid in logd_pids_of(state) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
     }
 }
 
@@ -376,17 +377,32 @@ impl Default for Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Ok(out) = self.command(&["ps", "-a", "--format", "json"]).output() {
-            if let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(&out.stdout) {
-                for c in list {
-                    if let Some(n) = c["name"].as_str() {
-                        let _ = self.command(&["rm", "-f", n]).output();
-                    }
-                }
-            }
-        }
-        for pid in self.logd_pids() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
+        self.clean_state(&self.state);
+    }
+}
+
+/// Pids of the `distill logd` processes serving state root `state`.
+pub fn logd_pids_of(state: &Path) -> Vec<i32> {
+    let want = [
+        "--state".to_string(),
+        state.to_string_lossy().into_owned(),
+        "logd".to_string(),
+    ];
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.windows(3).any(|w| w == want) {
+            pids.push(pid);
         }
     }
+    pids
 }

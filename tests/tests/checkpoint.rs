@@ -60,39 +60,7 @@ impl<'a> SecondState<'a> {
 
 impl Drop for SecondState<'_> {
     fn drop(&mut self) {
-        let out = self
-            .lab
-            .command(&["ps", "-a", "--format", "json"])
-            .env("DISTILL_STATE", &self.path)
-            .output();
-        if let Ok(out) = out {
-            if let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(&out.stdout) {
-                for c in list {
-                    if let Some(n) = c["name"].as_str() {
-                        let _ = self
-                            .lab
-                            .command(&["rm", "-f", n])
-                            .env("DISTILL_STATE", &self.path)
-                            .output();
-                    }
-                }
-            }
-        }
-        let want = ["--state", self.path.as_str(), "logd"];
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let args: Vec<String> = raw
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            if args.windows(3).any(|w| w == want) {
-                let _ = std::process::Command::new("kill")
-                    .arg(e.file_name())
-                    .status();
-            }
-        }
+        self.lab.clean_state(std::path::Path::new(&self.path));
     }
 }
 
