@@ -35,7 +35,7 @@ use crate::digest::Digest;
 use crate::docs::{canonical_json, rfc3339};
 use crate::error::{io_err, Error, Result};
 use crate::images::{validate_name, ImageRecord, Images};
-use crate::layer::{write_layer, LayerBlob, LayerOptions, LayerSource, Ownership};
+use crate::layer::{write_layer, Compression, LayerBlob, LayerOptions, LayerSource, Ownership};
 use crate::load::{Decoded, MANIFEST_FILE};
 use crate::unpack::{EntryError, Unpacker};
 use crate::COMPRESSION_ANNOTATION;
@@ -101,11 +101,13 @@ impl Images {
                 .map(|(host, inside)| (inside.clone(), host.clone()))
                 .collect(),
         };
+        // Uncompressed: the registry keeps no blobs, so this file is unpacked once and
+        // deleted, and a running container stays frozen while it is written.
         let opts = LayerOptions {
             epoch,
             owner: Ownership::FromDisk,
+            compression: Compression::None,
             created_by: created_by.to_string(),
-            ..Default::default()
         };
         layer.blob = write_layer(&source, &opts, &work.join("layer"))?;
         Ok(layer)

@@ -1234,40 +1234,41 @@ impl Runtime {
         // the state), so it never removes the restored container's cgroup nor records an exit
         // over it.
         let me = unsafe { libc::getpid() };
-        let (ours, checkpointed) = {
+        // The exit (or the removal of an --rm container) is recorded under the same lock.
+        let checkpointed = {
             let lock = self.state.lock(name);
             match (&lock, self.state.read_raw(name)) {
                 (Ok(lock), Ok(mut s)) if s.monitor_pid == Some(me) => {
                     let _ = cg_full.remove();
-                    let checkpointed = s.status == Status::Checkpointed;
-                    if checkpointed {
+                    if s.status == Status::Checkpointed {
                         s.monitor_pid = None;
                         s.monitor_start = None;
                         let _ = self.state.write(&s, lock);
+                        Some(true)
+                    } else {
+                        if cfg.auto_remove {
+                            let _ = self.state.remove(name, lock);
+                        } else {
+                            s.status = Status::Exited;
+                            s.exit_code = reaped.then_some(code);
+                            s.exit_unknown = !reaped;
+                            s.signal = signal;
+                            s.oom_killed = oom;
+                            s.finished_ms = Some(state::now_ms());
+                            let _ = self.state.write(&s, lock);
+                        }
+                        Some(false)
                     }
-                    (true, checkpointed)
                 }
-                _ => (false, false),
+                _ => None,
             }
         };
-        if !ours || checkpointed {
-            if checkpointed {
+        if checkpointed != Some(false) {
+            if checkpointed == Some(true) {
                 mon.event("checkpointed");
             }
             say(&mut status, "X 0\n");
             unsafe { libc::_exit(0) }
-        }
-        if cfg.auto_remove {
-            self.discard(name);
-        } else {
-            let _ = mon.record(&|s: &mut State| {
-                s.status = Status::Exited;
-                s.exit_code = reaped.then_some(code);
-                s.exit_unknown = !reaped;
-                s.signal = signal;
-                s.oom_killed = oom;
-                s.finished_ms = Some(state::now_ms());
-            });
         }
         // After the state is committed, so a reader that sees `exited` finds it recorded.
         if oom {
