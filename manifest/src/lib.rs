@@ -6,6 +6,7 @@
 //! The user documentation of every field is `docs/manifest.md`.
 
 mod error;
+mod openssl_init;
 mod parse;
 pub mod pin;
 mod schema;
