@@ -207,9 +207,8 @@ pub fn runtime(state: &Path) -> Result<Runtime, Failure> {
 
 fn random_suffix() -> String {
     let mut b = [0u8; 4];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .is_ok();
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let ok = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) } == 4;
     if !ok {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -274,43 +273,6 @@ fn merge_env(base: &mut Vec<String>, extra: &[String]) -> Result<(), Failure> {
         base.push(kv);
     }
     Ok(())
-}
-
-/// Blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT in this thread (and threads it starts) and
-/// starts a thread that forwards them to container `name`.
-fn forward_signals(rt: Runtime, name: String) {
-    // SAFETY: plain sigset manipulation on local storage.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    let _ = std::thread::Builder::new()
-        .name("signal-forwarder".into())
-        .spawn(move || loop {
-            let mut sig = 0;
-            // SAFETY: `set` is a valid, initialized sigset.
-            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                return;
-            }
-            // The container may not run yet: retry for a moment.
-            for _ in 0..200 {
-                match rt.kill(&name, sig) {
-                    Err(RuntimeError::NotRunning(_)) => {
-                        match rt.inspect(&name) {
-                            Ok(s) if s.status == Status::Created => {}
-                            _ => break,
-                        }
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    _ => break,
-                }
-            }
-        });
 }
 
 /// Resolves IMAGE: a loaded name or digest, or an archive path that is loaded first.
@@ -459,8 +421,11 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
         }
         return Ok(());
     }
-    forward_signals(rt.clone(), name.clone());
-    let code = rt.run_foreground(&cfg, Output::Inherit).map_err(fail)?;
+    // Ctrl-C, a closed terminal, `kill` of this process: passed on to the container.
+    let forward = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+    let code = rt
+        .run_foreground(&cfg, Output::Inherit, &forward)
+        .map_err(fail)?;
     let _ = std::io::stdout().flush();
     std::process::exit(code);
 }

@@ -22,34 +22,75 @@ fn not_running(path: &Path, source: io::Error) -> Error {
     }
 }
 
-fn send_datagram(state_dir: &Path, payload: &[u8], fd: Option<BorrowedFd<'_>>) -> Result<()> {
-    let path = crate::ingest_socket_path(state_dir);
-    let sock = UnixDatagram::unbound().map_err(|e| Error::Io {
-        op: "create socket for",
-        path: path.clone(),
-        source: e,
-    })?;
-    let addr = UnixAddr::new(&path).map_err(|e| not_running(&path, e.into()))?;
-    let iov = [IoSlice::new(payload)];
-    let raw;
-    let cmsgs: &[ControlMessage] = match fd {
-        Some(fd) => {
-            raw = [fd.as_raw_fd()];
-            &[ControlMessage::ScmRights(&raw)]
+/// One socket to the daemon's ingest socket, for several messages ([`Sender::send_fd`],
+/// [`Sender::send_event`]). Creating it does not contact the daemon: a send to a daemon that
+/// does not run fails with [`Error::NotRunning`] (no socket file, or nobody bound to it), which
+/// is how a caller can find out without a query connection (see [`ensure_running`]).
+pub struct Sender {
+    sock: UnixDatagram,
+    addr: UnixAddr,
+    path: std::path::PathBuf,
+}
+
+impl Sender {
+    /// A sender to the daemon of `state_dir`.
+    pub fn new(state_dir: &Path) -> Result<Sender> {
+        let path = crate::ingest_socket_path(state_dir);
+        let sock = UnixDatagram::unbound().map_err(|e| Error::Io {
+            op: "create socket for",
+            path: path.clone(),
+            source: e,
+        })?;
+        let addr = UnixAddr::new(&path).map_err(|e| not_running(&path, e.into()))?;
+        Ok(Sender { sock, addr, path })
+    }
+
+    /// Hands `fd` to the daemon under `source`, as [`send_fd`].
+    pub fn send_fd(&self, source: &str, fd: BorrowedFd<'_>) -> Result<()> {
+        wire::validate_source(source)?;
+        let mut payload = Vec::with_capacity(source.len() + 1);
+        payload.push(TAG_FD);
+        payload.extend_from_slice(source.as_bytes());
+        self.send(&payload, Some(fd))
+    }
+
+    /// Adds a lifecycle event, as [`send_event`].
+    pub fn send_event(&self, source: &str, text: &str) -> Result<()> {
+        wire::validate_source(source)?;
+        if text.len() > wire::EVENT_MAX {
+            return Err(Error::Protocol {
+                what: format!(
+                    "event text for {source} is {} bytes, more than the {} allowed",
+                    text.len(),
+                    wire::EVENT_MAX
+                ),
+            });
         }
-        None => &[],
-    };
-    loop {
-        match sendmsg(
-            sock.as_raw_fd(),
-            &iov,
-            cmsgs,
-            MsgFlags::empty(),
-            Some(&addr),
-        ) {
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(not_running(&path, e.into())),
+        let mut payload = Vec::with_capacity(source.len() + text.len() + 2);
+        payload.push(TAG_EVENT);
+        payload.extend_from_slice(source.as_bytes());
+        payload.push(b'\n');
+        payload.extend_from_slice(text.as_bytes());
+        self.send(&payload, None)
+    }
+
+    fn send(&self, payload: &[u8], fd: Option<BorrowedFd<'_>>) -> Result<()> {
+        let (sock, addr, path) = (&self.sock, &self.addr, &self.path);
+        let iov = [IoSlice::new(payload)];
+        let raw;
+        let cmsgs: &[ControlMessage] = match fd {
+            Some(fd) => {
+                raw = [fd.as_raw_fd()];
+                &[ControlMessage::ScmRights(&raw)]
+            }
+            None => &[],
+        };
+        loop {
+            match sendmsg(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), Some(addr)) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(not_running(path, e.into())),
+            }
         }
     }
 }
@@ -60,11 +101,7 @@ fn send_datagram(state_dir: &Path, payload: &[u8], fd: Option<BorrowedFd<'_>>) -
 /// and nothing written to the pipe afterwards is lost. The daemon sets `O_NONBLOCK` on the
 /// (shared) open file description, so do not keep reading it yourself.
 pub fn send_fd(state_dir: &Path, source: &str, fd: BorrowedFd<'_>) -> Result<()> {
-    wire::validate_source(source)?;
-    let mut payload = Vec::with_capacity(source.len() + 1);
-    payload.push(TAG_FD);
-    payload.extend_from_slice(source.as_bytes());
-    send_datagram(state_dir, &payload, Some(fd))
+    Sender::new(state_dir)?.send_fd(source, fd)
 }
 
 /// Adds a lifecycle event (e.g. `started`, `exited code=0`, `exited signal=KILL`,
@@ -72,22 +109,7 @@ pub fn send_fd(state_dir: &Path, source: &str, fd: BorrowedFd<'_>) -> Result<()>
 /// recording it the daemon reads whatever is already waiting in that container's pipes, so a
 /// container's last lines come before its `exited` event.
 pub fn send_event(state_dir: &Path, source: &str, text: &str) -> Result<()> {
-    wire::validate_source(source)?;
-    if text.len() > wire::EVENT_MAX {
-        return Err(Error::Protocol {
-            what: format!(
-                "event text for {source} is {} bytes, more than the {} allowed",
-                text.len(),
-                wire::EVENT_MAX
-            ),
-        });
-    }
-    let mut payload = Vec::with_capacity(source.len() + text.len() + 2);
-    payload.push(TAG_EVENT);
-    payload.extend_from_slice(source.as_bytes());
-    payload.push(b'\n');
-    payload.extend_from_slice(text.as_bytes());
-    send_datagram(state_dir, &payload, None)
+    Sender::new(state_dir)?.send_event(source, text)
 }
 
 fn connect_query(state_dir: &Path) -> Result<UnixStream> {

@@ -10,7 +10,8 @@
 //! how many lines they missed. With `--persist` every source is also written to a size-rotated
 //! file ([`RotatingWriter`]), and those files are read back into the ring at restart.
 //!
-//! Client side: [`send_fd`], [`send_event`], [`query`], [`stats`], and the race-free
+//! Client side: [`send_fd`], [`send_event`] (or several of them through one [`Sender`]),
+//! [`query`], [`stats`], and the race-free
 //! start-on-first-use helper [`ensure_running`]. The wire protocol is in `docs/logd.md`.
 
 mod client;
@@ -23,7 +24,7 @@ mod wire;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use client::{daemon_pid, ensure_running, query, send_event, send_fd, stats, Entries};
+pub use client::{daemon_pid, ensure_running, query, send_event, send_fd, stats, Entries, Sender};
 pub use daemon::run_daemon;
 pub use persist::RotatingWriter;
 pub use ring::LINE_OVERHEAD;

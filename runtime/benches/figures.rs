@@ -69,7 +69,7 @@ fn child_mode(args: &[String]) -> Option<i32> {
             let rt = Runtime::new(&args[2]).unwrap();
             let mut c = cfg(&args[4], Path::new(&args[3]), &["/bin/true"]);
             c.auto_remove = true;
-            Some(rt.run_foreground(&c, Output::Inherit).unwrap())
+            Some(rt.run_foreground(&c, Output::Inherit, &[]).unwrap())
         }
         Some("--exec-once") => {
             let rt = Runtime::new(&args[2]).unwrap();
@@ -159,7 +159,7 @@ fn main() {
         let mut c = cfg(&format!("l{pid}-{i}"), &rootfs, &["/bin/true"]);
         c.auto_remove = true;
         let t = Instant::now();
-        assert_eq!(rt.run_foreground(&c, Output::Inherit).unwrap(), 0);
+        assert_eq!(rt.run_foreground(&c, Output::Inherit, &[]).unwrap(), 0);
         lv.push(t.elapsed());
         bv.push(time_cmd(1, |_| {
             let mut c = Command::new("bwrap");

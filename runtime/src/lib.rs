@@ -427,24 +427,37 @@ impl Write for Tee<'_> {
     }
 }
 
-fn pump(out: OwnedFd, err: OwnedFd, w_out: &mut dyn Write, w_err: &mut dyn Write) {
+fn pump(
+    out: OwnedFd,
+    err: OwnedFd,
+    w_out: &mut dyn Write,
+    w_err: &mut dyn Write,
+    mut fwd: Option<&mut Forwarder<'_>>,
+) {
     let mut open = [Some(out), Some(err)];
     let mut buf = vec![0u8; 65536];
     while open.iter().any(|o| o.is_some()) {
         let mut pfds: Vec<libc::pollfd> = open
             .iter()
-            .map(|o| libc::pollfd {
-                fd: o.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            .map(|o| o.as_ref().map_or(-1, |f| f.as_raw_fd()))
+            .chain(fwd.as_ref().map(|f| f.fd.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
             .collect();
-        let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, -1) };
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
         if r < 0 {
             if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
             return;
+        }
+        if let (Some(f), Some(p)) = (fwd.as_deref_mut(), pfds.get(2)) {
+            if p.revents != 0 {
+                f.forward_pending();
+            }
         }
         for i in 0..2 {
             if pfds[i].revents == 0 {
@@ -464,6 +477,108 @@ fn pump(out: OwnedFd, err: OwnedFd, w_out: &mut dyn Write, w_err: &mut dyn Write
             let _ = w.flush();
         }
     }
+}
+
+/// Passes the signals a foreground `run` receives on to its container (see
+/// [`Runtime::run_foreground`]): they are blocked in the calling thread and read from a
+/// signalfd in the same loop that copies the container's output and waits for its exit, so no
+/// thread is needed. Signals that arrive while the container starts wait (pending) until it
+/// runs. Dropping it discards what is still pending and restores the signal mask.
+struct Forwarder<'a> {
+    rt: &'a Runtime,
+    name: &'a str,
+    fd: nix::sys::signalfd::SignalFd,
+    old: nix::sys::signal::SigSet,
+}
+
+impl<'a> Forwarder<'a> {
+    /// `None` when there is nothing to forward.
+    fn new(rt: &'a Runtime, name: &'a str, signals: &[i32]) -> Result<Option<Self>> {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        if signals.is_empty() {
+            return Ok(None);
+        }
+        let mut set = SigSet::empty();
+        for s in signals {
+            let sig = Signal::try_from(*s)
+                .map_err(|e| RuntimeError::Config(format!("signal {s} to forward: {e}")))?;
+            set.add(sig);
+        }
+        let mut old = SigSet::empty();
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .map_err(|e| sys("block the signals to forward")(e.into()))?;
+        match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+            Ok(fd) => Ok(Some(Forwarder { rt, name, fd, old })),
+            Err(e) => {
+                let _ = old.thread_set_mask();
+                Err(sys("create a signalfd for the signals to forward")(
+                    e.into(),
+                ))
+            }
+        }
+    }
+
+    /// Forwards every pending signal to the container (if it still runs).
+    fn forward_pending(&mut self) {
+        while let Ok(Some(si)) = self.fd.read_signal() {
+            let _ = self.rt.kill(self.name, si.ssi_signo as i32);
+        }
+    }
+
+    /// Waits until `fd` is readable (or hung up), forwarding signals meanwhile.
+    fn wait_readable(&mut self, fd: RawFd) {
+        loop {
+            let mut pfds = [
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, -1) };
+            if r < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return;
+            }
+            if pfds[1].revents != 0 {
+                self.forward_pending();
+            }
+            if pfds[0].revents != 0 {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Forwarder<'_> {
+    fn drop(&mut self) {
+        while let Ok(Some(_)) = self.fd.read_signal() {}
+        let _ = self.old.thread_set_mask();
+    }
+}
+
+/// Reaps the foreground monitor `pid` if it has exited; otherwise a short-lived thread waits
+/// for it, so that the caller returns as soon as the exit code is known (the monitor may still
+/// be deleting an `--rm` container's files) and no zombie is left in a long-lived caller.
+fn reap_monitor(pid: i32) {
+    let mut st = 0;
+    if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } != 0 {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("monitor-reaper".into())
+        .spawn(move || {
+            let mut st = 0;
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+        });
 }
 
 /// The runtime: a state root and the host's cgroup hierarchy.
@@ -681,13 +796,25 @@ impl Runtime {
     }
 
     fn logd_sink(&self, logd: &Logd, name: &str) -> std::result::Result<LogSink, String> {
-        logd.ensure_running().map_err(|e| e.to_string())?;
         let (or, ow) = pipe().map_err(|e| e.to_string())?;
         let (er, ew) = pipe().map_err(|e| e.to_string())?;
-        for (r, stream) in [(&or, "stdout"), (&er, "stderr")] {
-            distill_memlogd::send_fd(&logd.dir, &format!("{name}.{stream}"), r.as_fd())
-                .map_err(|e| e.to_string())?;
+        let sender = distill_memlogd::Sender::new(&logd.dir).map_err(|e| e.to_string())?;
+        let stdout = format!("{name}.stdout");
+        // A daemon that runs takes the fd at once; only when none answers is one started
+        // (no query connection, and so no daemon thread, on the common path).
+        match sender.send_fd(&stdout, or.as_fd()) {
+            Ok(()) => {}
+            Err(distill_memlogd::Error::NotRunning { .. }) => {
+                logd.ensure_running().map_err(|e| e.to_string())?;
+                sender
+                    .send_fd(&stdout, or.as_fd())
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
         }
+        sender
+            .send_fd(&format!("{name}.stderr"), er.as_fd())
+            .map_err(|e| e.to_string())?;
         Ok(LogSink {
             stdout: ow,
             stderr: ew,
@@ -745,8 +872,16 @@ impl Runtime {
     }
 
     /// Runs a container in the foreground: streams its output and returns its exit code
-    /// (128+N when killed by signal N) once the monitor has recorded it.
-    pub fn run_foreground(&self, cfg: &ContainerConfig, output: Output<'_>) -> Result<i32> {
+    /// (128+N when killed by signal N) once the monitor has recorded it. The signals in
+    /// `forward` (e.g. SIGINT, SIGTERM) are blocked in the calling thread meanwhile and passed
+    /// on to the container.
+    pub fn run_foreground(
+        &self,
+        cfg: &ContainerConfig,
+        output: Output<'_>,
+        forward: &[i32],
+    ) -> Result<i32> {
+        let mut fwd = Forwarder::new(self, &cfg.name, forward)?;
         self.claim(cfg)?;
         let dup = |fd: RawFd| -> Result<OwnedFd> {
             let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
@@ -789,15 +924,15 @@ impl Runtime {
                         terminal: &mut term_err,
                         log: std::fs::File::from(sink.stderr),
                     };
-                    pump(or, er, &mut out, &mut err);
+                    pump(or, er, &mut out, &mut err, fwd.as_mut());
                     drop((out, err));
-                    read_exit(status)
+                    read_exit(status, fwd.as_mut())
                 }
                 None => {
                     let (o, e) = (dup(1).map_err(undo)?, dup(2).map_err(undo)?);
                     let (status, _, m) = self.start(cfg, o, e, events, false)?;
                     monitor = m;
-                    read_exit(status)
+                    read_exit(status, fwd.as_mut())
                 }
             },
             Output::Stream { stdout, stderr } => {
@@ -805,15 +940,14 @@ impl Runtime {
                 let (er, ew) = pipe().map_err(undo)?;
                 let (status, _, m) = self.start(cfg, ow, ew, events, false)?;
                 monitor = m;
-                pump(or, er, stdout, stderr);
-                read_exit(status)
+                pump(or, er, stdout, stderr, fwd.as_mut());
+                read_exit(status, fwd.as_mut())
             }
         };
+        drop(fwd);
         if let Some(m) = monitor {
-            // The monitor is our direct child in the foreground (single fork): reap it. It
-            // exits right after reporting the exit code (or after closing its status pipe).
-            let mut st = 0;
-            unsafe { libc::waitpid(m, &mut st, 0) };
+            // The monitor is our direct child in the foreground (single fork).
+            reap_monitor(m);
         }
         code.ok_or_else(|| match self.state.inspect(&cfg.name) {
             Ok(s) if s.exit_unknown => RuntimeError::StartFailed {
@@ -1045,7 +1179,7 @@ impl Runtime {
                 libc::close(null);
             }
         }
-        close_fds_except(&[0, 1, 2, stdio[0], stdio[1], stdio[2], status_fd]);
+        distill_sandbox::close_fds_except(&[0, 1, 2, stdio[0], stdio[1], stdio[2], status_fd]);
         let mut status = unsafe { File::from_raw_fd(status_fd) };
         let name = cfg.name.clone();
         let cg = self.cgroup(&name);
@@ -1235,6 +1369,7 @@ impl Runtime {
         // over it.
         let me = unsafe { libc::getpid() };
         // The exit (or the removal of an --rm container) is recorded under the same lock.
+        let mut trash = None;
         let checkpointed = {
             let lock = self.state.lock(name);
             match (&lock, self.state.read_raw(name)) {
@@ -1247,7 +1382,9 @@ impl Runtime {
                         Some(true)
                     } else {
                         if cfg.auto_remove {
-                            let _ = self.state.remove(name, lock);
+                            // Unlisted at once; its files are deleted after the exit is
+                            // reported, so that the caller does not wait for them.
+                            trash = self.state.unlist(name, lock).ok();
                         } else {
                             s.status = Status::Exited;
                             s.exit_code = reaped.then_some(code);
@@ -1280,6 +1417,10 @@ impl Runtime {
             (true, None) => mon.event(&format!("exited code={code}")),
         }
         say(&mut status, &format!("X {code}\n"));
+        drop(status);
+        if let Some(t) = trash {
+            t.purge();
+        }
         unsafe { libc::_exit(0) }
     }
 
@@ -1475,7 +1616,7 @@ impl Runtime {
         }
         let released = child.release();
         if let (Output::Stream { stdout, stderr }, Some((or, er))) = (output, pipes) {
-            pump(or, er, stdout, stderr);
+            pump(or, er, stdout, stderr, None);
         }
         released.map_err(|e| exec_err(e.to_string()))?;
         let st = child
@@ -1576,25 +1717,18 @@ fn read_msg(r: &mut BufReader<File>) -> Option<MonitorMsg> {
         .map(|m| MonitorMsg::Failed(m.to_string()))
 }
 
-fn read_exit(mut r: BufReader<File>) -> Option<i32> {
+/// Reads the monitor's `X code` line (forwarding signals while waiting for it).
+fn read_exit(mut r: BufReader<File>, fwd: Option<&mut Forwarder<'_>>) -> Option<i32> {
+    if let Some(f) = fwd {
+        if r.buffer().is_empty() {
+            f.wait_readable(r.get_ref().as_raw_fd());
+        }
+    }
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     line.trim_end().strip_prefix("X ")?.parse().ok()
 }
 
-fn close_fds_except(keep: &[RawFd]) {
-    let fds: Vec<RawFd> = match fs::read_dir("/proc/self/fd") {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => return,
-    };
-    for fd in fds {
-        if !keep.contains(&fd) {
-            unsafe { libc::close(fd) };
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -424,11 +424,54 @@ impl StateRoot {
     }
 
     /// Removes the container directory. Needs the lock.
-    pub fn remove(&self, name: &str, _lock: &Lock) -> Result<()> {
+    pub fn remove(&self, name: &str, lock: &Lock) -> Result<()> {
+        self.unlist(name, lock)?.purge();
+        Ok(())
+    }
+
+    /// Removes container `name` from the state root at once, leaving the (possibly large)
+    /// contents of its directory to [`Trash::purge`]: its `state.json` goes first (readers stop
+    /// seeing the container), then the directory is renamed into `<root>/.trash/`, which
+    /// frees the name for a new container in one step. Needs the lock. What a purge that never
+    /// ran leaves behind (a killed process) is purged by the next one.
+    pub fn unlist(&self, name: &str, _lock: &Lock) -> Result<Trash> {
         let dir = self.dir(name);
-        // Drop state.json first so that readers stop seeing the container at once.
         let _ = fs::remove_file(dir.join("state.json"));
-        fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))
+        let trash = self.path.join(TRASH_DIR);
+        match fs::DirBuilder::new().mode(0o700).create(&trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create", &trash)(e)),
+        }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let to = trash.join(format!("{name}.{}.{nanos}", std::process::id()));
+        fs::rename(&dir, &to).map_err(io_err("move to the trash", &dir))?;
+        Ok(Trash { dir: trash })
+    }
+}
+
+/// Name of the directory, inside the state root, of removed containers' directories not yet
+/// deleted. It starts with a `.`, which no container name may.
+pub const TRASH_DIR: &str = ".trash";
+
+/// Removed containers' directories waiting in `<root>/.trash` (see [`StateRoot::unlist`]).
+#[must_use = "purge it, or the directory stays in the trash until the next purge"]
+pub struct Trash {
+    dir: PathBuf,
+}
+
+impl Trash {
+    /// Deletes everything in the trash (best effort: a concurrent purge may take some of it).
+    pub fn purge(self) {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let _ = fs::remove_dir_all(e.path());
+        }
     }
 }
 

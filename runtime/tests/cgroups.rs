@@ -224,7 +224,7 @@ fn unsupported_blkio_weight_is_refused_clearly() {
     let cg = env.rt.cgroup(&cfg.name);
     match env
         .rt
-        .run_foreground(&cfg, distill_runtime::Output::Inherit)
+        .run_foreground(&cfg, distill_runtime::Output::Inherit, &[])
     {
         // Kernel has a weight file (CFQ/BFQ): applied.
         Ok(code) => assert_eq!(code, 0),

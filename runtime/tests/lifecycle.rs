@@ -19,7 +19,7 @@ fn foreground_streams_output_and_exit_code() {
     // Same name again is refused while the exited container exists.
     let e = env
         .rt
-        .run_foreground(&cfg, distill_runtime::Output::Inherit)
+        .run_foreground(&cfg, distill_runtime::Output::Inherit, &[])
         .unwrap_err();
     assert!(
         matches!(e, RuntimeError::State(StateError::NameInUse(_))),

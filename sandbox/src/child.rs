@@ -1469,18 +1469,7 @@ impl Plan<'_> {
                 return Err(f(sys::errno()));
             }
         }
-        let (a, b) = (self.report_wr.get(), self.release_rd.get());
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        let mut next = first_free as libc::c_uint;
-        for keep in [lo, hi] {
-            if keep >= first_free {
-                if keep as libc::c_uint > next {
-                    unsafe { libc::close_range(next, keep as libc::c_uint - 1, 0) };
-                }
-                next = keep as libc::c_uint + 1;
-            }
-        }
-        unsafe { libc::close_range(next, libc::c_uint::MAX, 0) };
+        sys::close_from_except(first_free, &[self.report_wr.get(), self.release_rd.get()]);
         Ok(())
     }
 

@@ -689,6 +689,11 @@ impl Child {
     }
 }
 
+/// Closes every file descriptor of this process except those in `keep`.
+pub fn close_fds_except(keep: &[std::os::fd::RawFd]) {
+    sys::close_from_except(0, keep);
+}
+
 /// Create the sandboxed process described by `spec`. Returns once it has exec'd its program
 /// (or, with [`Spec::wait_for_parent`], once it is waiting for [`Child::release`], or right
 /// after `clone` with [`Spec::return_early`]; or, with [`Spec::pre_exec`], once it is about

@@ -63,6 +63,33 @@ pub(crate) fn close(fd: c_int) {
     }
 }
 
+/// Closes every descriptor from `first` up except those in `keep` (any order), with
+/// `close_range` over the gaps: a few system calls whatever the number of open descriptors.
+/// Allocates nothing (safe between fork/clone and exec).
+pub(crate) fn close_from_except(first: c_int, keep: &[c_int]) {
+    let mut next = first.max(0) as c_uint;
+    loop {
+        // The smallest kept descriptor at or above `next`.
+        let kept = keep
+            .iter()
+            .filter(|&&k| k >= 0 && k as c_uint >= next)
+            .min()
+            .map(|&k| k as c_uint);
+        match kept {
+            Some(k) => {
+                if k > next {
+                    unsafe { libc::close_range(next, k - 1, 0) };
+                }
+                next = k + 1;
+            }
+            None => {
+                unsafe { libc::close_range(next, c_uint::MAX, 0) };
+                return;
+            }
+        }
+    }
+}
+
 /// `openat2(dirfd, path, O_PATH|O_CLOEXEC[|O_NOFOLLOW], RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)`:
 /// resolve `path` as if `dirfd` were `/`, so symlinks inside an image cannot escape it.
 pub(crate) fn open_in_root(dirfd: c_int, path: &CStr, nofollow: bool) -> SysResult<c_int> {

@@ -65,6 +65,39 @@ fn foreground_run_streams_output_and_returns_the_exit_code() {
 }
 
 #[test]
+fn an_rm_container_frees_its_name_at_exit_and_its_files_soon_after() {
+    let lab = Lab::new();
+    // 2000 files in its /tmp (a directory of the container's state dir): deleted after
+    // `run` has returned, but the name is free as soon as it has.
+    let fill = "cd /tmp && /bin/busybox seq 2000 | while read i; do echo $i > f$i; done; exit 4";
+    let r = lab.sh(&["--rm", "--name", "again"], fill);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let r = lab.sh(&["--rm", "--name", "again"], "ls /tmp | /bin/busybox wc -l");
+    r.ok();
+    assert_eq!(r.stdout.trim(), "0", "a new container sees a fresh /tmp");
+    let leftovers = |lab: &Lab| -> Vec<String> {
+        let mut v = Vec::new();
+        for dir in [lab.state.clone(), lab.state.join(".trash")] {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if !n.starts_with('.') {
+                        v.push(format!("{}/{n}", dir.display()));
+                    }
+                }
+            }
+        }
+        v
+    };
+    eventually(10, "the removed containers' files to be deleted", || {
+        leftovers(&lab).is_empty()
+    });
+    let ps = lab.distill(&["ps", "-a", "--format", "json"]);
+    ps.ok();
+    assert_eq!(ps.stdout.trim(), "[]", "{}", ps.stdout);
+}
+
+#[test]
 fn run_takes_an_archive_path_and_loads_it_first() {
     let lab = Lab::empty();
     let archive = hello_archive();

@@ -85,6 +85,7 @@ impl Env {
                     stdout: &mut o,
                     stderr: &mut e,
                 },
+                &[],
             )
             .unwrap();
         (
