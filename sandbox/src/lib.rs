@@ -689,6 +689,28 @@ impl Child {
     }
 }
 
+/// Copies the program `src` to `dst` (mode kept) so that it can be run in a sandbox while
+/// other threads of this process start sandboxes too. `std::fs::copy` would hold `dst` open
+/// for writing in this process, and a sandbox child cloned meanwhile keeps its copy of that
+/// descriptor until it execs, so running `dst` could fail with ETXTBSY ("text file busy").
+/// The copy is made by `cp` in a process of its own, whose descriptors no clone inherits.
+pub fn copy_executable(src: &std::path::Path, dst: &std::path::Path) -> std::io::Result<()> {
+    let st = std::process::Command::new("cp")
+        .arg("--")
+        .arg(src)
+        .arg(dst)
+        .status()?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "cp {} {} failed: {st}",
+            src.display(),
+            dst.display()
+        )))
+    }
+}
+
 /// Closes every file descriptor of this process except those in `keep`.
 pub fn close_fds_except(keep: &[std::os::fd::RawFd]) {
     sys::close_from_except(0, keep);

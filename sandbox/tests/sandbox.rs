@@ -397,7 +397,7 @@ fn root_dir_readonly_and_symlinks_cannot_escape() {
     let root = tempfile::tempdir().unwrap();
     let victim = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("bin")).unwrap();
-    std::fs::copy(BUSYBOX, root.path().join("bin/busybox")).unwrap();
+    distill_sandbox::copy_executable(BUSYBOX.as_ref(), &root.path().join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", root.path().join("bin/sh")).unwrap();
     std::os::unix::fs::symlink("busybox", root.path().join("bin/touch")).unwrap();
     std::os::unix::fs::symlink("busybox", root.path().join("bin/ls")).unwrap();

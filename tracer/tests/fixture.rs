@@ -400,7 +400,7 @@ fn fixture_in_root_records_exact_set_inside_the_root() {
     let exe = build_fixture(&base);
     let root = base.join("root");
     std::fs::create_dir_all(&root).unwrap();
-    std::fs::copy(&exe, root.join("fileops")).unwrap();
+    distill_sandbox::copy_executable(&exe, &root.join("fileops")).unwrap();
     make_work(&root.join("w"));
     let r = trace(TraceCommand {
         argv: vec![OsString::from("/fileops"), OsString::from("/w")],

@@ -40,7 +40,8 @@ fn copy_into(root: &Path, host_path: &Path) {
         } else if md.is_dir() {
             std::fs::create_dir_all(&dst).unwrap();
         } else {
-            std::fs::copy(&cur, &dst).unwrap();
+            // Programs and their interpreter among them: copied without an fd open for writing here.
+            distill_sandbox::copy_executable(&cur, &dst).unwrap();
         }
     }
 }
@@ -162,7 +163,7 @@ fn elf_closure_uses_runpath_origin_and_the_roots_ld_cache() {
         .status()
         .unwrap();
     assert!(st.success());
-    std::fs::copy(d.join("app"), root.join("app/bin/app")).unwrap();
+    distill_sandbox::copy_executable(&d.join("app"), &root.join("app/bin/app")).unwrap();
     for p in ldd("/usr/bin/true") {
         copy_into(&root, &p);
     }
@@ -355,7 +356,7 @@ fn probe_missing_a_path_fails_the_proof_unless_kept() {
     let root = d.join("root");
     std::fs::create_dir_all(root.join("data")).unwrap();
     std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy(&exe, root.join("bin/reader")).unwrap();
+    distill_sandbox::copy_executable(&exe, &root.join("bin/reader")).unwrap();
     for p in ldd(exe.to_str().unwrap()) {
         copy_into(&root, &p);
     }
