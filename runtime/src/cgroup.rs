@@ -704,6 +704,22 @@ impl Cgroup {
         Ok(())
     }
 
+    /// v1: the `tasks` file of each of this cgroup's directories, opened for writing (for a
+    /// process that moves itself in, see `distill_sandbox::Spec::join_cgroups`).
+    pub fn tasks_files(&self) -> Result<Vec<std::os::fd::OwnedFd>> {
+        self.paths()
+            .into_iter()
+            .map(|d| {
+                let f = d.join("tasks");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f)
+                    .map(std::os::fd::OwnedFd::from)
+                    .map_err(io_err("open", &f))
+            })
+            .collect()
+    }
+
     /// Moves process `pid` into every directory of this cgroup.
     pub fn add_pid(&self, pid: i32) -> Result<()> {
         for d in self.paths() {

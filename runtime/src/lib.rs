@@ -1602,6 +1602,16 @@ impl Runtime {
         };
         // Joins every namespace of the container; not dumpable until it execs (CVE-2019-5736).
         let target = distill_sandbox::Pid::from_raw(pid);
+        let cg = self.cgroup(name).existing();
+        // v1: the process moves itself into the container's cgroup right after clone (a
+        // self-move is cheap; moving it from here afterwards would wait for an RCU grace
+        // period, 20 ms for the first exec after a quiet moment), before anything else runs.
+        let v1 = self.cgroups.is_v1();
+        if v1 {
+            spec.join_cgroups = cg
+                .tasks_files()
+                .map_err(|e| exec_err(format!("join its cgroup: {e}")))?;
+        }
         let mut child = distill_sandbox::spawn_in(target, &container::exec_namespaces(), &spec)
             .map_err(|e| exec_err(e.to_string()))?;
         drop(spec);
@@ -1610,9 +1620,11 @@ impl Runtime {
             let _ = child.wait();
             return Err(RuntimeError::NotRunning(name.into()));
         }
-        if let Err(e) = self.cgroup(name).existing().add_pid(child.pid().as_raw()) {
-            let _ = child.wait();
-            return Err(exec_err(format!("join its cgroup: {e}")));
+        if !v1 {
+            if let Err(e) = cg.add_pid(child.pid().as_raw()) {
+                let _ = child.wait();
+                return Err(exec_err(format!("join its cgroup: {e}")));
+            }
         }
         let released = child.release();
         if let (Output::Stream { stdout, stderr }, Some((or, er))) = (output, pipes) {
@@ -1728,7 +1740,6 @@ fn read_exit(mut r: BufReader<File>, fwd: Option<&mut Forwarder<'_>>) -> Option<
     r.read_line(&mut line).ok()?;
     line.trim_end().strip_prefix("X ")?.parse().ok()
 }
-
 
 #[cfg(test)]
 mod tests {

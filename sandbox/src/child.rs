@@ -217,6 +217,8 @@ pub(crate) struct Plan<'a> {
     _null: Option<OwnedFd>,
     die_with_parent: bool,
     desc_pdeathsig: u32,
+    join_cgroups: Vec<c_int>,
+    desc_join_cgroups: u32,
     new_session: bool,
     desc_setsid: u32,
     /// Owns the strings `argv_ptrs` points to.
@@ -544,6 +546,8 @@ impl<'a> Plan<'a> {
             _null: null,
             die_with_parent: spec.die_with_parent,
             desc_pdeathsig: 0,
+            join_cgroups: spec.join_cgroups.iter().map(|f| f.as_raw_fd()).collect(),
+            desc_join_cgroups: 0,
             new_session: spec.new_session,
             desc_setsid: 0,
             _argv: argv,
@@ -576,6 +580,8 @@ impl<'a> Plan<'a> {
         plan.desc_nnp = plan.desc("set no_new_privs".into());
         plan.desc_stdio = plan.desc("set up stdin/stdout/stderr".into());
         plan.desc_pdeathsig = plan.desc("set parent-death signal".into());
+        plan.desc_join_cgroups =
+            plan.desc("move into the cgroup (write 0 to its tasks file)".into());
         plan.desc_setsid = plan.desc("start a new session (setsid)".into());
         plan.desc_pre_exec = plan.desc("pre_exec hook".into());
         plan.desc_seccomp = plan.desc(if spec.no_new_privs {
@@ -1071,6 +1077,12 @@ impl Plan<'_> {
         reset_signals();
         sys::close(self.report_rd);
         sys::close(self.release_wr);
+        for fd in &self.join_cgroups {
+            if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return Err(setup(self.desc_join_cgroups, STAGE_NONE)(sys::errno()));
+            }
+            sys::close(*fd);
+        }
         if self.die_with_parent {
             sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong)
                 .map_err(setup(self.desc_pdeathsig, STAGE_NONE))?;

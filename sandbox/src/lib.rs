@@ -100,6 +100,12 @@ pub struct Spec {
     /// Extra descriptors the program gets as fds 3, 4, ... in this order (like systemd's
     /// `LISTEN_FDS`). All other descriptors are closed before `pre_exec` and `execve`.
     pub preserve_fds: Vec<OwnedFd>,
+    /// cgroup v1 `tasks` files (opened for writing) the process moves itself into first
+    /// thing after `clone`, by writing `0` to each. A one-thread process moving itself does
+    /// not wait for the RCU grace period that moving another process (writing its pid into
+    /// `cgroup.procs`) waits for, 20 ms after a quiet moment on this kernel. (A v2
+    /// `cgroup.procs` moves the whole thread group and waits: do not use it here.)
+    pub join_cgroups: Vec<OwnedFd>,
     /// Kill the process with SIGKILL when the *thread* that spawned it exits
     /// (`PR_SET_PDEATHSIG`).
     pub die_with_parent: bool,
@@ -173,6 +179,7 @@ impl Default for Spec {
             stdout: Stdio::Inherit,
             stderr: Stdio::Inherit,
             preserve_fds: Vec::new(),
+            join_cgroups: Vec::new(),
             die_with_parent: false,
             new_session: false,
             pre_exec: None,
@@ -210,6 +217,7 @@ impl std::fmt::Debug for Spec {
             .field("stdout", &self.stdout)
             .field("stderr", &self.stderr)
             .field("preserve_fds", &self.preserve_fds)
+            .field("join_cgroups", &self.join_cgroups)
             .field("die_with_parent", &self.die_with_parent)
             .field("new_session", &self.new_session)
             .field("pre_exec", &self.pre_exec.is_some())
