@@ -704,8 +704,15 @@ impl Cgroup {
         Ok(())
     }
 
-    /// v1: the `tasks` file of each of this cgroup's directories, opened for writing (for a
-    /// process that moves itself in, see `distill_sandbox::Spec::join_cgroups`).
+    /// v1: the `tasks` file of each of this cgroup's directories, opened for writing, for a
+    /// process that moves itself in (`distill_sandbox::Spec::join_cgroups`) right after it is
+    /// cloned, so that it is in its cgroup before it runs anything.
+    ///
+    /// Why not move it from outside: moving another process (`cgroup.procs`) write-locks
+    /// `cgroup_threadgroup_rwsem`, and the first writer after a quiet period waits for a full
+    /// RCU grace period (10-40 ms measured on a HZ=250 6.18 kernel). A thread writing `0` to
+    /// `tasks` moves only itself, which recent kernels do without that lock: microseconds
+    /// (an older kernel takes the lock: slower, still correct).
     pub fn tasks_files(&self) -> Result<Vec<std::os::fd::OwnedFd>> {
         self.paths()
             .into_iter()
@@ -812,82 +819,6 @@ impl Cgroup {
             if !moved {
                 return Ok(());
             }
-        }
-        Ok(())
-    }
-
-    /// v1 only: moves the *calling thread* into every directory of this cgroup by writing `0`
-    /// to each `tasks` file, and returns the directories it was in (for
-    /// [`Cgroup::leave_self`]). A process the thread then clones is born in this cgroup, with
-    /// no migration of another task.
-    ///
-    /// Why: moving another process (`cgroup.procs`) write-locks `cgroup_threadgroup_rwsem`,
-    /// and the first writer after a quiet period waits for a full RCU grace period (10-40 ms
-    /// measured on a HZ=250 6.18 kernel). Writing `0` to `tasks` moves only the calling
-    /// thread, which recent kernels do without that lock, so it costs microseconds (an older
-    /// kernel takes the lock: slower, still correct). Only the calling thread moves.
-    pub fn enter_self(&self) -> Result<Vec<PathBuf>> {
-        if !self.v1 {
-            return Err(CgroupError::Unsupported {
-                field: "enter_self",
-                path: self.paths().into_iter().next().unwrap_or_default(),
-            });
-        }
-        let own_path = Path::new("/proc/thread-self/cgroup");
-        let own = fs::read_to_string(own_path).map_err(io_err("read", own_path))?;
-        let mut back = Vec::new();
-        for (ctrl, dir) in &self.dirs {
-            if back.iter().any(|(d, _): &(PathBuf, PathBuf)| d == dir) {
-                continue; // co-mounted controllers share a directory
-            }
-            // <mount>/distill/<name>: the mount is two levels up.
-            let mount = dir
-                .parent()
-                .and_then(Path::parent)
-                .ok_or_else(|| io_err("enter", dir)(io::ErrorKind::InvalidInput.into()))?;
-            let rel = own
-                .lines()
-                .find_map(|l| {
-                    let mut it = l.splitn(3, ':');
-                    let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
-                    ctrls
-                        .split(',')
-                        .any(|c| c == ctrl)
-                        .then(|| path.trim_start_matches('/').to_string())
-                })
-                .unwrap_or_default();
-            back.push((dir.clone(), mount.join(rel)));
-        }
-        let origins: Vec<PathBuf> = back.iter().map(|(_, o)| o.clone()).collect();
-        for (i, (dir, _)) in back.iter().enumerate() {
-            let f = dir.join("tasks");
-            if let Err(e) = fs::write(&f, "0") {
-                let _ = Self::leave_self(&origins[..i]);
-                return Err(io_err("write", &f)(e));
-            }
-        }
-        Ok(origins)
-    }
-
-    /// Moves the calling thread back into `origins` (from [`Cgroup::enter_self`]); where
-    /// an origin is gone, into the root of that hierarchy.
-    pub fn leave_self(origins: &[PathBuf]) -> Result<()> {
-        for o in origins {
-            let f = o.join("tasks");
-            if fs::write(&f, "0").is_ok() {
-                continue;
-            }
-            // The origin vanished (or refuses): the hierarchy's root always takes a task.
-            let root = o
-                .ancestors()
-                .find(|a| {
-                    a.join("cgroup.clone_children").exists()
-                        && a.parent()
-                            .is_some_and(|p| !p.join("cgroup.clone_children").exists())
-                })
-                .unwrap_or(o);
-            let rf = root.join("tasks");
-            fs::write(&rf, "0").map_err(io_err("write", &rf))?;
         }
         Ok(())
     }
@@ -1098,10 +1029,9 @@ mod tests {
     use super::*;
 
     /// On a v1 host: a cgroup without limits has only memory and pids; an update that needs
-    /// cpu creates that directory and moves the running process into it; a thread that enters
-    /// and leaves with `enter_self`/`leave_self` ends up where it was.
+    /// cpu creates that directory and moves the running process into it.
     #[test]
-    fn v1_needed_controllers_grow_and_self_moves() {
+    fn v1_needed_controllers_grow() {
         let h = Hierarchy::detect().unwrap();
         if !h.is_v1()
             || !["memory", "pids", "cpu"]
@@ -1139,16 +1069,6 @@ mod tests {
         assert!(cpu_line.ends_with(&format!("/distill/{name}")), "{own}");
         full.update(&cpu).unwrap();
         assert_eq!(full.read("cpu", "cpu.shares").unwrap(), "512");
-        // Self-move in and out.
-        let before = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
-        let back = bare.enter_self().unwrap();
-        let inside = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
-        assert!(inside.contains(&format!("/distill/{name}")), "{inside}");
-        Cgroup::leave_self(&back).unwrap();
-        assert_eq!(
-            fs::read_to_string("/proc/thread-self/cgroup").unwrap(),
-            before
-        );
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
         full.remove().unwrap();

@@ -269,12 +269,18 @@ impl Prepared {
         Ok(Prepared { spec })
     }
 
-    /// Clones the container's init with `stdio` (stdin, stdout, stderr). Call it in the
+    /// Clones the container's init with `stdio` (stdin, stdout, stderr), which moves itself
+    /// into the cgroup of `join_cgroups` (v1 `tasks` files) first. Call it in the
     /// monitor process (it raises that process's RLIMIT_NOFILE). Returns right away:
     /// the init builds its root while the caller moves it into its cgroup, then waits for
     /// [`Child::release`] (which reports any setup or exec failure).
-    pub fn spawn(&mut self, stdio: [OwnedFd; 3]) -> Result<Child, SandboxError> {
+    pub fn spawn(
+        &mut self,
+        stdio: [OwnedFd; 3],
+        join_cgroups: Vec<OwnedFd>,
+    ) -> Result<Child, SandboxError> {
         let n = init_nofile();
+        self.spec.join_cgroups = join_cgroups;
         self.spec.rlimits = vec![(Resource::RLIMIT_NOFILE, n, n)];
         let [i, o, e] = stdio;
         self.spec.stdin = Stdio::Fd(i);
@@ -285,6 +291,7 @@ impl Prepared {
         self.spec.stdin = Stdio::Inherit;
         self.spec.stdout = Stdio::Inherit;
         self.spec.stderr = Stdio::Inherit;
+        self.spec.join_cgroups = Vec::new();
         r
     }
 }

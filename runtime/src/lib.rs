@@ -980,7 +980,7 @@ impl Runtime {
     /// finds the grace period already elapsed (or nearly). Best effort: failures are ignored.
     /// (On v2, `clone3(CLONE_INTO_CGROUP)` would avoid the migration altogether; not done yet.)
     fn prearm(&self) {
-        // v1 does not migrate another process at all (see `Cgroup::enter_self`).
+        // v1 does not migrate another process at all (see `Cgroup::tasks_files`).
         if self.cgroups.is_v1() {
             return;
         }
@@ -1261,26 +1261,18 @@ impl Runtime {
             }
         };
         let (mut child, child_pid) = if self.cgroups.is_v1() {
-            // v1: the (single-threaded) monitor steps into the container's cgroup, clones the
-            // container there and steps back out. Self-moves of one thread skip the RCU grace
-            // period a migration of another process waits for (see `Cgroup::enter_self`).
-            // Limits are applied once the monitor is out, so it never counts against them.
+            // v1: the container's init moves itself into its cgroup first thing after clone
+            // (`Spec::join_cgroups`): a one-thread self-move skips the RCU grace period that
+            // moving another process waits for. Limits are applied meanwhile, while it builds
+            // its root; it runs nothing of the image before `release`.
             if let Err(e) = cg.create() {
                 finish_failed(&mut status, e.to_string(), true);
             }
-            let origins = match cg.enter_self() {
-                Ok(o) => o,
+            let tasks = match cg.tasks_files() {
+                Ok(t) => t,
                 Err(e) => finish_failed(&mut status, e.to_string(), true),
             };
-            let spawned = prepared.spawn(stdio_fds);
-            if let Err(e) = cgroup::Cgroup::leave_self(&origins) {
-                if let Ok(mut c) = spawned {
-                    kill_child(&mut c);
-                }
-                // Still inside: removing the cgroup would kill the monitor too.
-                finish_failed(&mut status, e.to_string(), false);
-            }
-            let mut child = match spawned {
+            let mut child = match prepared.spawn(stdio_fds, tasks) {
                 Ok(c) => c,
                 Err(e) => finish_failed(&mut status, e.to_string(), true),
             };
@@ -1293,7 +1285,7 @@ impl Runtime {
         } else {
             // v2: the sandbox builds the container's root while the cgroup is created and the
             // child moved into it; it waits before exec.
-            let mut child = match prepared.spawn(stdio_fds) {
+            let mut child = match prepared.spawn(stdio_fds, Vec::new()) {
                 Ok(c) => c,
                 Err(e) => finish_failed(&mut status, e.to_string(), true),
             };
