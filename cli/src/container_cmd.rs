@@ -423,6 +423,9 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
     }
     // Ctrl-C, a closed terminal, `kill` of this process: passed on to the container.
     let forward = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+    // This process exits with the container's code right away: init reaps the monitor.
+    let mut rt = rt;
+    rt.reap_monitor = false;
     let code = rt
         .run_foreground(&cfg, Output::Inherit, &forward)
         .map_err(fail)?;

@@ -590,6 +590,11 @@ pub struct Runtime {
     pub cgroups: Hierarchy,
     /// The log daemon detached containers' output goes to (`None`: files in the state dir).
     pub logd: Option<Logd>,
+    /// Whether [`Runtime::run_foreground`] makes sure its monitor is reaped (true by default).
+    /// A caller that exits as soon as it returns (the `distill` command) sets it false: the
+    /// monitor, which may still be deleting an `--rm` container's files, is re-parented to
+    /// init, which reaps it, and no reaper thread is started for nothing.
+    pub reap_monitor: bool,
 }
 
 /// What a container's monitor does to the container's record and log, from its start
@@ -736,6 +741,7 @@ impl Runtime {
             state: StateRoot::open(state_dir)?,
             cgroups: Hierarchy::detect()?,
             logd: None,
+            reap_monitor: true,
         })
     }
 
@@ -945,7 +951,7 @@ impl Runtime {
             }
         };
         drop(fwd);
-        if let Some(m) = monitor {
+        if let (Some(m), true) = (monitor, self.reap_monitor) {
             // The monitor is our direct child in the foreground (single fork).
             reap_monitor(m);
         }
