@@ -10,7 +10,8 @@
 //!
 //! Each child also times the `prctl(PR_SET_SECCOMP)` call alone (`CLOCK_MONOTONIC` around it,
 //! written to a shared page): the kernel's checks, its conversion to eBPF, the JIT and the
-//! per-number emulation that builds its cache of constant verdicts. Run as root (or anyone:
+//! per-number emulation that builds its cache of constant verdicts. Also times building the
+//! program (the runtime builds it for each container). Run as root (or anyone:
 //! no_new_privs makes the install unprivileged): `cargo bench -p distill-sandbox --bench seccomp`.
 
 #[path = "../tests/common/seccomp_v1.rs"]
@@ -170,6 +171,17 @@ fn main() {
         );
         results.push((total, install.unwrap_or(0.0)));
     }
+    // The runtime builds the program for every container it starts.
+    let build: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            let f = SeccompFilter::docker_default();
+            let d = t.elapsed();
+            assert!(!f.instructions().is_empty());
+            d.as_secs_f64() * 1e6
+        })
+        .collect();
+    println!("building docker_default: {:.1} us", median(build));
     let (old, new) = (results[2], results[3]);
     println!(
         "previous/ranges: {:.2}x over the baseline, {:.2}x the prctl alone",

@@ -509,7 +509,11 @@ fn tree(p: &mut Vec<libc::sock_filter>, t: &[u32], v: [u32; 2]) {
     tree(p, &t[..mid], v);
     p[ja].k = (p.len() - ja - 1) as u32;
     // The upper half starts with interval mid + 1.
-    let upper = if (mid + 1).is_multiple_of(2) { v } else { [v[1], v[0]] };
+    let upper = if (mid + 1).is_multiple_of(2) {
+        v
+    } else {
+        [v[1], v[0]]
+    };
     tree(p, &t[mid + 1..], upper);
 }
 
