@@ -597,11 +597,12 @@ impl<'a> Plan<'a> {
             ));
         }
         if let Some(f) = &spec.seccomp {
-            if f.instructions().is_empty() || f.instructions().len() > 4096 {
+            let max = crate::seccomp::BPF_MAXINSNS;
+            if f.instructions().is_empty() || f.instructions().len() > max {
                 return Err(invalid(
                     "seccomp",
                     format!(
-                        "has {} instructions; a filter needs 1 to 4096",
+                        "has {} instructions; a filter needs 1 to {max}",
                         f.instructions().len()
                     ),
                 ));

@@ -1,9 +1,14 @@
 //! The Docker-default seccomp allow-list ([`SeccompFilter::docker_default`]): real programs
 //! (busybox scripts, dynamically linked host binaries, threaded Python) run under it, and the
-//! dangerous system calls answer EPERM (`clone3`: ENOSYS). Runs as root.
+//! dangerous system calls answer EPERM (`clone3`: ENOSYS). Its program, interpreted, answers
+//! like the documented rules and like the previous program for every system call number and
+//! the argument values that matter; so does the tracer's filter ([`SeccompFilter::trace`]).
+//! Runs as root.
 
 mod common;
 
+use common::bpf::{self, Data};
+use common::seccomp_v1::docker_program_v1;
 use common::{capture, have_busybox, sh};
 use distill_sandbox::seccomp::allowed_syscalls;
 use distill_sandbox::{Mount, Proc, SeccompFilter, Spec, DOCKER_DEFAULT_CAPS};
@@ -349,4 +354,260 @@ print("threads", msg["n"], got.decode(), data, "usr" in out.split())
     let (st, out, err) = capture(host_spec(&[python, "-c", code]));
     assert!(st.success(), "{st} {out} {err}");
     assert_eq!(out.trim(), "threads 8 ping data True", "{err}");
+}
+
+const RET_ALLOW: u32 = 0x7fff_0000;
+const RET_TRACE: u32 = 0x7ff0_0000;
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
+const RET_ENOSYS: u32 = 0x0005_0000 | libc::ENOSYS as u32;
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xC000_00B7;
+/// Ours, i386, aarch64, arm, none.
+const ARCHS: [u32; 5] = [AUDIT_ARCH_NATIVE, 0x4000_0003, 0xC000_00B7, 0x4000_0028, 0];
+
+/// Every number 0..=1023, the same as x32 numbers, and the edges of the 32-bit range.
+fn numbers() -> Vec<u32> {
+    let mut v: Vec<u32> = (0..=1023).collect();
+    v.extend((0..=1023).map(|n| 0x4000_0000 + n));
+    v.extend([0x3fff_ffff, 0x7fff_ffff, 0x8000_0000, 0xffff_fffe, u32::MAX]);
+    v
+}
+
+/// Values of argument 0 that the argument checks tell apart: clone's flags with and without
+/// each namespace flag, the personalities Docker allows and their neighbours, socket
+/// families around AF_VSOCK; with and without bits in the upper 32 bits (the kernel reads
+/// all three as 32-bit values).
+fn arg0_values() -> Vec<u64> {
+    let ns = [
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWIPC,
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWNET,
+        libc::CLONE_NEWCGROUP,
+    ];
+    let thread = libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM
+        | libc::CLONE_SETTLS
+        | libc::CLONE_PARENT_SETTID
+        | libc::CLONE_CHILD_CLEARTID;
+    let mut lo: Vec<u32> = vec![0, libc::SIGCHLD as u32, thread as u32, u32::MAX];
+    for f in ns {
+        lo.extend([f as u32, (f | libc::SIGCHLD) as u32, (f | thread) as u32]);
+    }
+    for p in [0x0u32, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff, 0x4_0000, 6] {
+        lo.extend([p, p.wrapping_add(1), p.wrapping_sub(1)]);
+    }
+    lo.extend([
+        libc::AF_UNIX as u32,
+        libc::AF_INET as u32,
+        libc::AF_INET6 as u32,
+    ]);
+    lo.extend([39, 40, 41]);
+    lo.sort_unstable();
+    lo.dedup();
+    let mut v: Vec<u64> = lo.iter().map(|&l| u64::from(l)).collect();
+    v.extend(lo.iter().map(|&l| 0xffff_ffff_0000_0000 | u64::from(l)));
+    v.extend(lo.iter().map(|&l| 0x1_0000_0000 | u64::from(l)));
+    v
+}
+
+fn data(arch: u32, nr: u32, arg0: u64) -> Data {
+    Data {
+        nr,
+        arch,
+        ip: 0x7f12_3456_789a,
+        args: [
+            arg0,
+            0xffff_ffff_ffff_ffff,
+            1,
+            0x4000_0000,
+            0x28,
+            0x7e02_0000,
+        ],
+    }
+}
+
+/// The verdict of Docker's default profile as the module documentation describes it,
+/// computed from `allowed_syscalls` without BPF.
+#[cfg(target_arch = "x86_64")]
+fn documented_verdict(d: &Data, allowed: &[u32]) -> u32 {
+    let arg0 = d.args[0] as u32;
+    let ns = (libc::CLONE_NEWNS
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWCGROUP) as u32;
+    let allow_if = |ok: bool| if ok { RET_ALLOW } else { RET_EPERM };
+    let nr = i64::from(d.nr);
+    if d.arch != AUDIT_ARCH_NATIVE {
+        RET_KILL_PROCESS
+    } else if d.nr >= 0x4000_0000 {
+        RET_EPERM // x32
+    } else if nr == libc::SYS_clone3 {
+        RET_ENOSYS
+    } else if nr == libc::SYS_clone {
+        allow_if(arg0 & ns == 0)
+    } else if nr == libc::SYS_socket {
+        allow_if(arg0 != libc::AF_VSOCK as u32)
+    } else if nr == libc::SYS_personality {
+        allow_if([0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff].contains(&arg0))
+    } else {
+        allow_if(allowed.contains(&d.nr))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn program_answers_like_the_documented_rules_and_the_previous_program() {
+    let new = SeccompFilter::docker_default();
+    let new = new.instructions();
+    let old = docker_program_v1();
+    bpf::validate(new);
+    bpf::validate(&old);
+    let allowed: Vec<u32> = allowed_syscalls().iter().map(|&(_, n)| n as u32).collect();
+    let args = arg0_values();
+    let mut n = 0usize;
+    for arch in ARCHS {
+        for nr in numbers() {
+            for &arg0 in &args {
+                let d = data(arch, nr, arg0);
+                let want = documented_verdict(&d, &allowed);
+                assert_eq!(bpf::run(new, &d).0, want, "new program, {d:x?}");
+                assert_eq!(bpf::run(&old, &d).0, want, "previous program, {d:x?}");
+                n += 1;
+            }
+        }
+    }
+    // Instructions run per call, over the numbers up to the highest allowed one.
+    let top = *allowed.last().unwrap();
+    let mean = |p: &[libc::sock_filter]| {
+        let total: usize = (0..=top)
+            .map(|nr| bpf::run(p, &data(AUDIT_ARCH_NATIVE, nr, 0)).1)
+            .sum();
+        total as f64 / f64::from(top + 1)
+    };
+    println!(
+        "{n} inputs agree; {} -> {} instructions; {:.1} -> {:.1} run per call (numbers 0..={top})",
+        old.len(),
+        new.len(),
+        mean(&old),
+        mean(new)
+    );
+    // The search over ranges: two comparisons per run of allowed numbers.
+    assert!(new.len() < 100, "{} instructions", new.len());
+}
+
+/// Builds a list of `n` numbers below `limit`, clustered like system call tables are
+/// (xorshift, deterministic).
+fn scattered(n: usize, limit: u32, mut seed: u64) -> Vec<u32> {
+    let mut v = Vec::with_capacity(n);
+    let mut at = 0u32;
+    while v.len() < n {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Mostly the next number, sometimes a jump.
+        at = if seed.is_multiple_of(4) {
+            (seed >> 8) as u32 % limit
+        } else {
+            (at + 1) % limit
+        };
+        v.push(at);
+    }
+    v
+}
+
+#[test]
+fn trace_filter_traces_exactly_the_listed_numbers() {
+    let lists: Vec<Vec<u32>> = vec![
+        vec![],
+        vec![0],
+        vec![u32::MAX],
+        vec![0, 1, 2, u32::MAX - 1, u32::MAX],
+        // The file system calls of the tracer's table on x86_64, in its order.
+        vec![
+            257, 437, 59, 322, 262, 332, 269, 439, 267, 80, 81, 76, 258, 263, 316, 265, 266, 268,
+            260, 280, 137, 191, 192, 188, 189, 194, 195, 197, 198, 254, 259, 161, 2, 85, 4, 6, 21,
+            89, 83, 84, 87, 82, 264, 86, 88, 90, 92, 94, 132, 235, 261, 134, 133,
+        ],
+        // More boundaries than one block of 8-bit jumps holds.
+        (0..300).map(|i| 3 * i).collect(),
+        scattered(1000, 5000, 0x9e37_79b9_7f4a_7c15),
+        scattered(3000, 100_000, 0x2545_f491_4f6c_dd1d),
+    ];
+    for nrs in &lists {
+        let f = SeccompFilter::trace(nrs).unwrap();
+        let p = f.instructions();
+        bpf::validate(p);
+        let set: std::collections::HashSet<u32> = nrs.iter().copied().collect();
+        // Every number 0..=1023 and around the x32 base, and each listed number with its two
+        // neighbours: every boundary of the search from both sides.
+        let mut probe = numbers();
+        for &nr in nrs {
+            probe.extend([nr.wrapping_sub(1), nr, nr.wrapping_add(1)]);
+        }
+        for &arch in &ARCHS {
+            if arch != AUDIT_ARCH_NATIVE {
+                // Foreign architectures: only the arch check runs.
+                probe.truncate(64);
+            }
+            for &nr in &probe {
+                let d = data(arch, nr, 0);
+                let want = if arch == AUDIT_ARCH_NATIVE && set.contains(&nr) {
+                    RET_TRACE
+                } else {
+                    RET_ALLOW
+                };
+                assert_eq!(bpf::run(p, &d).0, want, "{} numbers, {d:x?}", nrs.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_accepts_a_trace_filter_split_into_blocks() {
+    // 400 unused numbers from 1000 on, every other one: 800 comparisons, 4 blocks.
+    let nrs: Vec<u32> = (0..400).map(|i| 1000 + 2 * i).collect();
+    let filter = SeccompFilter::trace(&nrs).unwrap();
+    assert!(filter.instructions().iter().any(|i| i.code == 0x05));
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        let code = match filter.install() {
+            Err(_) => 1,
+            // Untraced, a traced number answers ENOSYS; the others run.
+            Ok(()) => {
+                let traced = unsafe { libc::syscall(1002) } == -1
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS);
+                let pid_ok = unsafe { libc::syscall(libc::SYS_getpid) } > 0;
+                if traced && pid_ok {
+                    0
+                } else {
+                    2
+                }
+            }
+        };
+        unsafe { libc::_exit(code) };
+    }
+    let mut st = 0;
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    assert!(libc::WIFEXITED(st), "status {st:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(st),
+        0,
+        "1: install failed, 2: wrong answers"
+    );
 }

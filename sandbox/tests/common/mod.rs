@@ -1,5 +1,9 @@
-//! Shared helpers: a busybox root assembled in a tmpfs, and output capture.
+//! Shared helpers: a busybox root assembled in a tmpfs, and output capture; a BPF
+//! interpreter ([`bpf`]) and the previous seccomp program ([`seccomp_v1`]) for the filter tests.
 #![allow(dead_code)]
+
+pub mod bpf;
+pub mod seccomp_v1;
 
 use distill_sandbox::{spawn, ExitStatus, Mount, Spec, Stdio};
 use std::io::Read;
