@@ -1,6 +1,9 @@
 //! `distill`: build deterministic, minimal, verifiable container images from a signed manifest,
 //! and run them. One binary, docker-style subcommands. Exit codes: 0 success, 1 failure,
 //! 2 refused input (bad usage, a manifest or signature that is refused).
+//!
+//! The command line is clap's derive; it is on the path of every `run`, so [`parse`] builds
+//! only the arguments of the subcommand invoked (`defer`) and never frees what it built.
 
 mod checkpoint_cmd;
 mod container_cmd;
