@@ -10,7 +10,7 @@ use distill_runtime::{CheckpointOptions, RestoreOptions, RuntimeError};
 use crate::container_cmd::{fail, runtime};
 use crate::{refused, Failure};
 
-/// `distill checkpoint`.
+// The arguments of `distill checkpoint` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug)]
 pub struct CheckpointArgs {
     /// The running container.
@@ -39,7 +39,7 @@ pub struct CheckpointArgs {
     criu: Option<PathBuf>,
 }
 
-/// `distill restore`.
+// The arguments of `distill restore` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// The checkpointed container (not with --import).

@@ -15,7 +15,7 @@ use distill_runtime::{
 
 use crate::{refused, Failure};
 
-/// Resource limits shared by `run` and `update`.
+// Resource limits shared by `run` and `update` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug, Default)]
 pub struct LimitArgs {
     /// Memory limit: bytes, or a number with k, m or g (powers of 1024).
@@ -76,7 +76,7 @@ impl LimitArgs {
     }
 }
 
-/// `distill run`.
+// The arguments of `distill run` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Run in the background: print the container's name and return once its command runs.
@@ -143,7 +143,7 @@ pub struct RunArgs {
     cmd: Vec<String>,
 }
 
-/// `distill exec`.
+// The arguments of `distill exec` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug)]
 pub struct ExecArgs {
     /// Set an environment variable `KEY=VALUE`; may repeat.
@@ -162,7 +162,7 @@ pub struct ExecArgs {
     cmd: Vec<String>,
 }
 
-/// `distill update`.
+// The arguments of `distill update` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
     /// The running container.
@@ -607,7 +607,7 @@ pub fn rm(state: &Path, force: bool, names: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `distill commit`.
+// The arguments of `distill commit` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug)]
 pub struct CommitArgs {
     /// Add a label to the new image's config (`KEY=VALUE`; over the base's); may repeat.

@@ -9,6 +9,7 @@ use distill_store::Store;
 use crate::Failure;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// Remove images loaded longer ago than a duration, then store paths no record references.
     Prune {

@@ -13,7 +13,7 @@ use distill_runtime::{cgroup::parse_size, logd_dir, StateError, StateRoot, Statu
 
 use crate::{refused, Failure};
 
-/// `distill logd`.
+// The arguments of `distill logd` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug)]
 pub struct LogdArgs {
     /// Most lines kept in memory.
@@ -74,7 +74,7 @@ pub fn logd(state: &Path, a: LogdArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `distill logs`.
+// The arguments of `distill logs` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug)]
 pub struct LogsArgs {
     /// Keep following new lines (for a container: until it exits).

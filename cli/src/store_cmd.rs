@@ -9,6 +9,7 @@ use distill_store::{Store, StoreName};
 use crate::Failure;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum StoreCommand {
     /// List the valid store paths.
     Ls,
