@@ -279,14 +279,10 @@ fn refused(error: impl Into<anyhow::Error>) -> Failure {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DISTILL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let mut cli = parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if logs_through_dependencies(&cli.command) {
+        init_logging();
+    }
     // Everything below works with absolute paths (sandbox mounts, records); a relative
     // --root means relative to where distill was started.
     if let Ok(abs) = std::path::absolute(&cli.root) {
@@ -302,6 +298,42 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Warnings by default, more with `DISTILL_LOG` (an `EnvFilter` directive). distill itself
+/// reports through its errors and progress output; what this shows comes from dependencies
+/// that log (ureq, rustls, goblin, globset), through tracing-subscriber's `log` bridge.
+fn init_logging() {
+    match tracing_subscriber::EnvFilter::try_from_env("DISTILL_LOG") {
+        Ok(filter) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        Err(_) => tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+}
+
+/// Whether `command` runs code of a dependency that logs (fetching, TLS, ELF parsing, keep
+/// globs). The container commands do not, and setting the subscriber up is ~60 us of every
+/// `run`, `exec` and `ps`: they skip it.
+fn logs_through_dependencies(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Run(_)
+            | Command::Exec(_)
+            | Command::Ps { .. }
+            | Command::Inspect { .. }
+            | Command::Wait { .. }
+            | Command::Stop { .. }
+            | Command::Kill { .. }
+            | Command::Rm { .. }
+            | Command::Update(_)
+            | Command::Logs(_)
+            | Command::Logd(_)
+    )
 }
 
 /// Parses the command line as `Cli::parse` does (a usage error is exited from by the caller with
