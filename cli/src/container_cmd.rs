@@ -333,6 +333,11 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
             )));
         }
     }
+    let rt = runtime(state)?;
+    // The container's network namespace is made on another thread while the image is
+    // looked up and the container set up (a network namespace is the costliest part of a
+    // start).
+    rt.premake(network);
     let (rec, rootfs) = resolve_image(root, &a.image)?;
     let image_cfg = Images::new(root)
         .config(&rec)
@@ -403,7 +408,6 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
         auto_remove: a.rm,
         seccomp,
     };
-    let rt = runtime(state)?;
     if a.detach {
         let s = rt.run_detached(&cfg).map_err(fail)?;
         if let Some(url) = &a.ready_http {

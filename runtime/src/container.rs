@@ -34,7 +34,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -155,6 +155,15 @@ pub(crate) fn exec_spec(
     Ok(spec)
 }
 
+/// Starts making, on another thread, the namespaces a container with `network` has of its
+/// own and can get made ahead: with `Network::None` its network namespace (`lo` up, as the
+/// spec asks) and its IPC namespace. `None` when there is nothing to make (or no thread).
+pub(crate) fn premake(network: Network) -> Option<distill_sandbox::PendingNamespaces> {
+    (network == Network::None)
+        .then(|| distill_sandbox::premake_namespaces(true, true).ok())
+        .flatten()
+}
+
 /// The namespaces an exec'd process joins: all of the container's.
 pub(crate) fn exec_namespaces() -> Namespaces {
     Namespaces {
@@ -269,10 +278,24 @@ impl Prepared {
         Ok(Prepared { spec })
     }
 
+    /// The container joins these namespaces (made ahead by [`premake`]) instead of creating
+    /// them.
+    pub fn use_premade(&mut self, ns: distill_sandbox::PremadeNamespaces) {
+        self.spec.premade = Some(ns);
+    }
+
+    /// The descriptors the spec holds (premade namespaces): the monitor keeps them open.
+    pub fn held_fds(&self) -> Vec<RawFd> {
+        self.spec
+            .premade
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.fds())
+    }
+
     /// Clones the container's init with `stdio` (stdin, stdout, stderr), which moves itself
     /// into the cgroup of `join_cgroups` (v1 `tasks` files) first. Call it in the
     /// monitor process (it raises that process's RLIMIT_NOFILE). Returns right away:
-    /// the init builds its root while the caller moves it into its cgroup, then waits for
+    /// the init builds its root while the caller applies its limits, then waits for
     /// [`Child::release`] (which reports any setup or exec failure).
     pub fn spawn(
         &mut self,

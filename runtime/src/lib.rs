@@ -595,6 +595,9 @@ pub struct Runtime {
     /// monitor, which may still be deleting an `--rm` container's files, is re-parented to
     /// init, which reaps it, and no reaper thread is started for nothing.
     pub reap_monitor: bool,
+    /// Namespaces already being made for the next container this runtime starts (see
+    /// [`Runtime::premake`]).
+    premade: std::sync::Arc<std::sync::Mutex<Option<distill_sandbox::PendingNamespaces>>>,
 }
 
 /// What a container's monitor does to the container's record and log, from its start
@@ -742,6 +745,7 @@ impl Runtime {
             cgroups: Hierarchy::detect()?,
             logd: None,
             reap_monitor: true,
+            premade: Default::default(),
         })
     }
 
@@ -848,7 +852,7 @@ impl Runtime {
     /// Starts a detached container (`run -d`); returns once its command has been exec'd.
     /// Output goes to the log sink.
     pub fn run_detached(&self, cfg: &ContainerConfig) -> Result<State> {
-        self.claim(cfg)?;
+        let premade = self.claim(cfg)?;
         let sink = match self.log_sink(&cfg.name) {
             Ok(x) => x,
             Err(e) => {
@@ -863,7 +867,7 @@ impl Runtime {
             }
             _ => None,
         };
-        let (status, _, _) = self.start(cfg, sink.stdout, sink.stderr, events, true)?;
+        let (status, _, _) = self.start(cfg, sink.stdout, sink.stderr, events, true, premade)?;
         drop(status);
         match self.state.inspect(&cfg.name) {
             Ok(s) => Ok(s),
@@ -888,7 +892,7 @@ impl Runtime {
         forward: &[i32],
     ) -> Result<i32> {
         let mut fwd = Forwarder::new(self, &cfg.name, forward)?;
-        self.claim(cfg)?;
+        let premade = self.claim(cfg)?;
         let dup = |fd: RawFd| -> Result<OwnedFd> {
             let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
             if n < 0 {
@@ -919,7 +923,7 @@ impl Runtime {
                 Some(sink) => {
                     let (or, ow) = pipe().map_err(undo)?;
                     let (er, ew) = pipe().map_err(undo)?;
-                    let (status, _, m) = self.start(cfg, ow, ew, events, false)?;
+                    let (status, _, m) = self.start(cfg, ow, ew, events, false, premade)?;
                     monitor = m;
                     let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
                     let mut out = Tee {
@@ -936,7 +940,7 @@ impl Runtime {
                 }
                 None => {
                     let (o, e) = (dup(1).map_err(undo)?, dup(2).map_err(undo)?);
-                    let (status, _, m) = self.start(cfg, o, e, events, false)?;
+                    let (status, _, m) = self.start(cfg, o, e, events, false, premade)?;
                     monitor = m;
                     read_exit(status, fwd.as_mut())
                 }
@@ -944,7 +948,7 @@ impl Runtime {
             Output::Stream { stdout, stderr } => {
                 let (or, ow) = pipe().map_err(undo)?;
                 let (er, ew) = pipe().map_err(undo)?;
-                let (status, _, m) = self.start(cfg, ow, ew, events, false)?;
+                let (status, _, m) = self.start(cfg, ow, ew, events, false, premade)?;
                 monitor = m;
                 pump(or, er, stdout, stderr, fwd.as_mut());
                 read_exit(status, fwd.as_mut())
@@ -967,12 +971,33 @@ impl Runtime {
         })
     }
 
-    fn claim(&self, cfg: &ContainerConfig) -> Result<()> {
+    /// Starts making the namespaces a container with `network` needs of its own, for the next
+    /// container this runtime starts, as early as the caller knows the network mode: the
+    /// longer before the start, the more of their cost is hidden (a network namespace is the
+    /// costliest part of starting a container). Unused ones are dropped.
+    pub fn premake(&self, network: Network) {
+        if let (Some(p), Ok(mut slot)) = (container::premake(network), self.premade.lock()) {
+            *slot = Some(p);
+        }
+    }
+
+    /// Validates `cfg` and claims its name. With a network namespace of its own, also
+    /// starts making that namespace (and the IPC one) on another thread
+    /// ([`distill_sandbox::premake_namespaces`]): the costliest part of the start then
+    /// overlaps the claim, the log hand-off and the monitor's fork, and the container joins
+    /// them.
+    fn claim(&self, cfg: &ContainerConfig) -> Result<Option<distill_sandbox::PendingNamespaces>> {
         cfg.limits.validate()?;
+        let early = self.premade.lock().ok().and_then(|mut p| p.take());
+        let premade = if cfg.network == Network::None {
+            early.or_else(|| container::premake(cfg.network))
+        } else {
+            None
+        };
         self.prearm();
         let lock = self.state.create(&State::new(cfg.clone()))?;
         drop(lock);
-        Ok(())
+        Ok(premade)
     }
 
     /// Starts, on a short-lived thread, the RCU grace period that the container's cgroup
@@ -1017,6 +1042,7 @@ impl Runtime {
         err: OwnedFd,
         events: Option<&Logd>,
         detach: bool,
+        premade: Option<distill_sandbox::PendingNamespaces>,
     ) -> Result<(BufReader<File>, i32, Option<i32>)> {
         let fail = |e: RuntimeError| {
             self.discard(&cfg.name);
@@ -1025,12 +1051,16 @@ impl Runtime {
         let dir = std::path::absolute(self.state.dir(&cfg.name))
             .map_err(sys("resolve the state directory"))
             .map_err(fail)?;
-        let prepared = container::Prepared::new(cfg, &dir).map_err(fail)?;
+        let mut prepared = container::Prepared::new(cfg, &dir).map_err(fail)?;
         let owner = match &cfg.user {
             Some(u) => container::parse_user(u).map_err(fail)?,
             None => (0, 0),
         };
         container::create_writable_dirs(&dir, cfg, owner).map_err(fail)?;
+        // Made meanwhile on another thread; if that failed, the clone makes them as before.
+        if let Some(ns) = premade.and_then(|p| p.wait().ok()) {
+            prepared.use_premade(ns);
+        }
         self.launch(
             cfg,
             Launch::Run(Box::new(prepared)),
@@ -1185,7 +1215,11 @@ impl Runtime {
                 libc::close(null);
             }
         }
-        distill_sandbox::close_fds_except(&[0, 1, 2, stdio[0], stdio[1], stdio[2], status_fd]);
+        let mut keep = vec![0, 1, 2, stdio[0], stdio[1], stdio[2], status_fd];
+        if let Launch::Run(p) = &*launch {
+            keep.extend(p.held_fds());
+        }
+        distill_sandbox::close_fds_except(&keep);
         let mut status = unsafe { File::from_raw_fd(status_fd) };
         let name = cfg.name.clone();
         let cg = self.cgroup(&name);

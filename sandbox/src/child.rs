@@ -219,6 +219,8 @@ pub(crate) struct Plan<'a> {
     desc_pdeathsig: u32,
     join_cgroups: Vec<c_int>,
     desc_join_cgroups: u32,
+    /// Premade namespaces to setns into (fd, flag, description), instead of clone flags.
+    premade: Vec<(c_int, c_int, u32)>,
     new_session: bool,
     desc_setsid: u32,
     /// Owns the strings `argv_ptrs` points to.
@@ -234,6 +236,10 @@ pub(crate) struct Plan<'a> {
     desc_seccomp: u32,
     wait_for_parent: bool,
     return_early: bool,
+    /// With `return_early`: the caller's CPU set (given back to the child once released) and
+    /// the same without the caller's CPU (where the child is sent after clone).
+    cpus: Option<Box<(libc::cpu_set_t, libc::cpu_set_t)>>,
+    desc_cpus: u32,
     /// `unshare(CLONE_NEWCGROUP)` after release (desc).
     cgroup_late: Option<u32>,
     desc_dumpable: u32,
@@ -548,6 +554,7 @@ impl<'a> Plan<'a> {
             desc_pdeathsig: 0,
             join_cgroups: spec.join_cgroups.iter().map(|f| f.as_raw_fd()).collect(),
             desc_join_cgroups: 0,
+            premade: Vec::new(),
             new_session: spec.new_session,
             desc_setsid: 0,
             _argv: argv,
@@ -562,6 +569,8 @@ impl<'a> Plan<'a> {
             desc_seccomp: 0,
             wait_for_parent: spec.wait_for_parent,
             return_early: spec.return_early,
+            cpus: None,
+            desc_cpus: 0,
             cgroup_late: None,
             desc_dumpable: 0,
             report_wr: Cell::new(-1),
@@ -590,6 +599,10 @@ impl<'a> Plan<'a> {
             "install the seccomp filter (without no_new_privs it needs CAP_SYS_ADMIN; set no_new_privs)".into()
         });
         plan.desc_dumpable = plan.desc("set PR_SET_DUMPABLE 0".into());
+        if spec.return_early {
+            plan.cpus = sys::cpus_and_others().map(Box::new);
+            plan.desc_cpus = plan.desc("take back the CPU set of the caller".into());
+        }
         if spec.return_early && !spec.wait_for_parent {
             return Err(invalid(
                 "return_early",
@@ -740,6 +753,26 @@ impl<'a> Plan<'a> {
                 ));
             }
             self.loopback = Some(self.desc("bring up lo".into()));
+        }
+        if let Some(p) = &spec.premade {
+            for (fd, flag, wanted, what) in [
+                (&p.net, libc::CLONE_NEWNET, ns.net, "net"),
+                (&p.ipc, libc::CLONE_NEWIPC, ns.ipc, "ipc"),
+            ] {
+                let Some(fd) = fd else { continue };
+                if !wanted {
+                    return Err(invalid(
+                        "premade",
+                        format!("holds a {what} namespace but namespaces.{what} is false; set it"),
+                    ));
+                }
+                self.clone_flags &= !flag;
+                let d = self.desc(format!("join the premade {what} namespace"));
+                self.premade.push((fd.as_raw_fd(), flag, d));
+            }
+            if p.net.is_some() && p.loopback {
+                self.loopback = None;
+            }
         }
         if spec.readonly_root {
             self.readonly_root = Some(self.desc("remount the new root read-only".into()));
@@ -1011,6 +1044,12 @@ impl<'a> Plan<'a> {
             program: std::mem::take(&mut self.program),
             descriptions: std::mem::take(&mut self.descriptions),
         };
+        if let Some(c) = &self.cpus {
+            // Beside the caller, not behind it (best effort; the child takes the caller's set
+            // back once released).
+            // SAFETY: a valid cpu set and our child's pid.
+            unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &c.1) };
+        }
         if self.return_early {
             // READY (or the setup error) is read by `release`.
             child.report = Some(rep_rd);
@@ -1102,6 +1141,9 @@ impl Plan<'_> {
             sys::fchdir(j.root.as_raw_fd()).map_err(&f)?;
             sys::chroot_dot().map_err(&f)?;
         } else {
+            for (fd, flag, desc) in &self.premade {
+                sys::setns(*fd, *flag).map_err(setup(*desc, STAGE_NONE))?;
+            }
             self.child_build_root()?;
         }
         if self.wait_for_parent {
@@ -1123,6 +1165,14 @@ impl Plan<'_> {
             }
             sys::close(self.release_rd.get());
             self.release_rd.set(-1);
+        }
+        if let Some(c) = &self.cpus {
+            // SAFETY: a valid cpu set.
+            let r =
+                unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &c.0) };
+            if r < 0 {
+                return Err(setup(self.desc_cpus, STAGE_NONE)(sys::errno()));
+            }
         }
         if self.new_session && unsafe { libc::setsid() } < 0 {
             return Err(setup(self.desc_setsid, STAGE_NONE)(sys::errno()));

@@ -933,3 +933,109 @@ fn spawn_works_inside_unshare_r() {
     );
     assert!(out.status.success() && text.contains("INNER-OK"), "{text}");
 }
+
+/// The inode of a namespace link (`/proc/<pid>/ns/<kind>`).
+fn ns_inode(path: &str) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+#[test]
+fn premade_namespaces_are_joined_with_lo_up() {
+    if !have_busybox() {
+        return;
+    }
+    let premade = distill_sandbox::premake_namespaces(true, true)
+        .unwrap()
+        .wait()
+        .unwrap();
+    // What the child will join, seen through the thread-independent descriptors.
+    let fds = premade.fds();
+    let want: Vec<u64> = fds
+        .iter()
+        .map(|fd| ns_inode(&format!("/proc/self/fd/{fd}")))
+        .collect();
+    assert_ne!(
+        want[0],
+        ns_inode("/proc/self/ns/net"),
+        "a new net namespace"
+    );
+    assert_ne!(
+        want[1],
+        ns_inode("/proc/self/ns/ipc"),
+        "a new ipc namespace"
+    );
+    let (st, out, err) = sh(
+        "stat -L -c %i /proc/self/ns/net /proc/self/ns/ipc; ip -o link; \
+         ping -c 1 -W 1 127.0.0.1 >/dev/null && echo PING-OK",
+        |s| {
+            s.loopback = true;
+            s.dev = true;
+            s.proc = Proc::Mount;
+            s.premade = Some(premade);
+        },
+    );
+    assert!(st.success(), "{st} {err}");
+    let inodes: Vec<u64> = out.lines().take(2).map(|l| l.parse().unwrap()).collect();
+    assert_eq!(inodes, want, "{out}");
+    assert!(out.contains(": lo:") && out.contains("UP"), "{out}");
+    assert!(out.contains("PING-OK"), "{out} {err}");
+
+    // Premade namespaces the spec does not ask for are refused, not silently joined.
+    let mut spec = busybox_spec(&["true"]);
+    spec.namespaces.net = false;
+    spec.premade = Some(
+        distill_sandbox::premake_namespaces(false, false)
+            .unwrap()
+            .wait()
+            .unwrap(),
+    );
+    let e = spawn(&spec).unwrap_err();
+    assert!(e.to_string().contains("premade"), "{e}");
+}
+
+#[test]
+fn join_cgroups_moves_the_child_in_before_it_runs() {
+    if !have_busybox() {
+        return;
+    }
+    let (cg, key) = test_cgroup("join");
+    let tasks = if key == ":pids:" {
+        "tasks"
+    } else {
+        "cgroup.procs"
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cg.join(tasks))
+        .unwrap();
+    let (st, out, err) = sh("cat /proc/self/cgroup", |s| {
+        s.proc = Proc::Mount;
+        s.join_cgroups = vec![f.into()];
+    });
+    let _ = std::fs::remove_dir(&cg);
+    assert!(st.success(), "{st} {err}");
+    let line = out.lines().find(|l| l.contains(key)).unwrap_or_default();
+    assert!(line.contains("distill-sandbox-join"), "{out}");
+}
+
+#[test]
+fn return_early_child_gets_the_callers_cpu_set() {
+    if !have_busybox() {
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let mine = status_field(&own, "Cpus_allowed_list");
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut spec = busybox_spec(&["cat", "/proc/self/status"]);
+    spec.proc = Proc::Mount;
+    spec.wait_for_parent = true;
+    spec.return_early = true;
+    spec.stdout = Stdio::Fd(out_w);
+    let mut child = spawn(&spec).unwrap();
+    spec.stdout = Stdio::Inherit;
+    child.release().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(out_r), &mut out).unwrap();
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(status_field(&out, "Cpus_allowed_list"), mine, "{out}");
+}
