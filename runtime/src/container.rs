@@ -34,7 +34,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -284,26 +284,36 @@ impl Prepared {
         self.spec.premade = Some(ns);
     }
 
-    /// The descriptors the spec holds (premade namespaces): the monitor keeps them open.
+    /// The container's init moves itself into the cgroup of these (v1 `tasks` files opened
+    /// by [`crate::cgroup::Cgroup::tasks_files`]) first thing after clone.
+    pub fn join_cgroups(&mut self, tasks: Vec<OwnedFd>) {
+        self.spec.join_cgroups = tasks;
+    }
+
+    /// Whether [`Prepared::join_cgroups`] gave it its cgroup.
+    pub fn has_cgroup(&self) -> bool {
+        !self.spec.join_cgroups.is_empty()
+    }
+
+    /// The descriptors the spec holds (premade namespaces, cgroup `tasks` files): the
+    /// monitor keeps them open.
     pub fn held_fds(&self) -> Vec<RawFd> {
-        self.spec
+        let mut v = self
+            .spec
             .premade
             .as_ref()
-            .map_or_else(Vec::new, |p| p.fds())
+            .map_or_else(Vec::new, |p| p.fds());
+        v.extend(self.spec.join_cgroups.iter().map(|f| f.as_raw_fd()));
+        v
     }
 
     /// Clones the container's init with `stdio` (stdin, stdout, stderr), which moves itself
-    /// into the cgroup of `join_cgroups` (v1 `tasks` files) first. Call it in the
+    /// into its cgroup first (see [`Prepared::join_cgroups`]). Call it in the
     /// monitor process (it raises that process's RLIMIT_NOFILE). Returns right away:
     /// the init builds its root while the caller applies its limits, then waits for
     /// [`Child::release`] (which reports any setup or exec failure).
-    pub fn spawn(
-        &mut self,
-        stdio: [OwnedFd; 3],
-        join_cgroups: Vec<OwnedFd>,
-    ) -> Result<Child, SandboxError> {
+    pub fn spawn(&mut self, stdio: [OwnedFd; 3]) -> Result<Child, SandboxError> {
         let n = init_nofile();
-        self.spec.join_cgroups = join_cgroups;
         self.spec.rlimits = vec![(Resource::RLIMIT_NOFILE, n, n)];
         let [i, o, e] = stdio;
         self.spec.stdin = Stdio::Fd(i);

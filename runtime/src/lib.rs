@@ -1057,6 +1057,12 @@ impl Runtime {
             None => (0, 0),
         };
         container::create_writable_dirs(&dir, cfg, owner).map_err(fail)?;
+        // v1: the cgroup is made here, while the namespaces are still being made on another
+        // CPU, rather than in the monitor on the way to the clone.
+        if self.cgroups.is_v1() {
+            let tasks = self.make_v1_cgroup(cfg).map_err(fail)?;
+            prepared.join_cgroups(tasks);
+        }
         // Made meanwhile on another thread; if that failed, the clone makes them as before.
         if let Some(ns) = premade.and_then(|p| p.wait().ok()) {
             prepared.use_premade(ns);
@@ -1073,9 +1079,35 @@ impl Runtime {
 
     /// Undoes the claim of a launch that failed before its monitor ran: a new container is
     /// removed, a restore puts back the state it started from.
+    /// v1: checks that the container's cgroup is not in use, creates the directories its
+    /// limits need and opens their `tasks` files for its init to move itself in.
+    fn make_v1_cgroup(&self, cfg: &ContainerConfig) -> Result<Vec<OwnedFd>> {
+        let cg = self.cgroup(&cfg.name);
+        if let Ok(procs) = cg.procs() {
+            if !procs.is_empty() {
+                return Err(RuntimeError::StartFailed {
+                    name: cfg.name.clone(),
+                    reason: format!("cgroup {:?} is in use by processes {procs:?}", cg.paths()),
+                });
+            }
+        }
+        let needed = cg.needed(&cfg.limits)?;
+        needed.create()?;
+        needed.tasks_files().map_err(|e| {
+            let _ = needed.remove();
+            e.into()
+        })
+    }
+
     fn abort_launch(&self, name: &str, launch: &Launch) {
         match launch {
-            Launch::Run(_) => self.discard(name),
+            Launch::Run(p) => {
+                // The monitor never ran: the cgroup made for it goes too.
+                if p.has_cgroup() {
+                    let _ = self.cgroup(name).remove();
+                }
+                self.discard(name)
+            }
             Launch::Restore(plan) => {
                 if let Ok(l) = self.state.lock(name) {
                     let _ = self.state.write(&plan.prev, &l);
@@ -1256,7 +1288,9 @@ impl Runtime {
         };
         // SAFETY: the monitor owns these descriptors (dup'd for it by `start`).
         let stdio_fds = stdio.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-        if let Ok(procs) = cg.procs() {
+        // (A new v1 container's cgroup was checked and made by `start`.)
+        let made = matches!(launch, Launch::Run(p) if p.has_cgroup());
+        if let (false, Ok(procs)) = (made, cg.procs()) {
             if !procs.is_empty() {
                 finish_failed(
                     &mut status,
@@ -1301,18 +1335,19 @@ impl Runtime {
             }
         };
         let (mut child, child_pid) = if self.cgroups.is_v1() {
-            // v1: the container's init moves itself into its cgroup first thing after clone
-            // (`Spec::join_cgroups`): a one-thread self-move skips the RCU grace period that
-            // moving another process waits for. Limits are applied meanwhile, while it builds
-            // its root; it runs nothing of the image before `release`.
-            if let Err(e) = cg.create() {
-                finish_failed(&mut status, e.to_string(), true);
+            // v1: the container's init moves itself into its cgroup (made by `start`) first
+            // thing after clone (`Spec::join_cgroups`): a one-thread self-move skips the RCU
+            // grace period that moving another process waits for. Limits are applied
+            // meanwhile, while it builds its root; it runs nothing of the image before
+            // `release`.
+            if !prepared.has_cgroup() {
+                finish_failed(
+                    &mut status,
+                    "no cgroup was made for the container".into(),
+                    true,
+                );
             }
-            let tasks = match cg.tasks_files() {
-                Ok(t) => t,
-                Err(e) => finish_failed(&mut status, e.to_string(), true),
-            };
-            let mut child = match prepared.spawn(stdio_fds, tasks) {
+            let mut child = match prepared.spawn(stdio_fds) {
                 Ok(c) => c,
                 Err(e) => finish_failed(&mut status, e.to_string(), true),
             };
@@ -1325,7 +1360,7 @@ impl Runtime {
         } else {
             // v2: the sandbox builds the container's root while the cgroup is created and the
             // child moved into it; it waits before exec.
-            let mut child = match prepared.spawn(stdio_fds, Vec::new()) {
+            let mut child = match prepared.spawn(stdio_fds) {
                 Ok(c) => c,
                 Err(e) => finish_failed(&mut status, e.to_string(), true),
             };

@@ -310,3 +310,33 @@ fn v2_placement_on_the_unified_hierarchy() {
     assert!(!st.success());
     assert!(cg.paths().iter().all(|p| !p.exists()));
 }
+
+#[test]
+fn a_cgroup_in_use_is_refused_and_left_alone() {
+    let env = common::env();
+    let cfg = env.cfg("busy", &["true"]);
+    let cg = env.rt.cgroup(&cfg.name);
+    let needed = cg.needed(&Limits::default()).unwrap();
+    needed.create().unwrap();
+    let mut squatter = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    let pid = squatter.id() as i32;
+    needed.add_pid(pid).unwrap();
+    let e = env
+        .rt
+        .run_foreground(&cfg, distill_runtime::Output::Inherit, &[])
+        .unwrap_err();
+    assert!(
+        matches!(e, RuntimeError::StartFailed { .. }) && e.to_string().contains("in use"),
+        "{e}"
+    );
+    // Nothing of it was touched, and no container is left behind.
+    assert_eq!(cg.procs().unwrap(), vec![pid]);
+    assert!(env.rt.list().unwrap().is_empty());
+    squatter.kill().unwrap();
+    squatter.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    needed.remove().unwrap();
+}
