@@ -307,6 +307,10 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
         )));
     }
     let network: Network = a.network.parse().map_err(fail)?;
+    // The container's network namespace is made on another CPU while the arguments are
+    // checked, the image looked up and the container set up (a network namespace is the
+    // costliest part of a start).
+    let premade = distill_runtime::premake(network);
     let mut seccomp = true;
     for o in &a.security_opt {
         match o.as_str() {
@@ -334,10 +338,7 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
         }
     }
     let rt = runtime(state)?;
-    // The container's network namespace is made on another thread while the image is
-    // looked up and the container set up (a network namespace is the costliest part of a
-    // start).
-    rt.premake(network);
+    rt.use_premade(premade);
     let (rec, rootfs) = resolve_image(root, &a.image)?;
     let image_cfg = Images::new(root)
         .config(&rec)

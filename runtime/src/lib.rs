@@ -581,6 +581,19 @@ fn reap_monitor(pid: i32) {
         });
 }
 
+/// Namespaces being made ahead for a container (see [`premake`]).
+#[derive(Debug)]
+pub struct Premade(distill_sandbox::PendingNamespaces);
+
+/// Starts making, on another CPU, the namespaces a container with `network` has of its own
+/// (with `Network::None`: its network namespace, `lo` up, and its IPC namespace), for
+/// [`Runtime::use_premade`]. Call it as soon as the network mode is known: the longer before
+/// the start, the more of their cost is hidden (a network namespace is the costliest part of
+/// starting a container).
+pub fn premake(network: Network) -> Option<Premade> {
+    container::premake(network).map(Premade)
+}
+
 /// The runtime: a state root and the host's cgroup hierarchy.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -971,13 +984,11 @@ impl Runtime {
         })
     }
 
-    /// Starts making the namespaces a container with `network` needs of its own, for the next
-    /// container this runtime starts, as early as the caller knows the network mode: the
-    /// longer before the start, the more of their cost is hidden (a network namespace is the
-    /// costliest part of starting a container). Unused ones are dropped.
-    pub fn premake(&self, network: Network) {
-        if let (Some(p), Ok(mut slot)) = (container::premake(network), self.premade.lock()) {
-            *slot = Some(p);
+    /// Gives the next container this runtime starts the namespaces [`premake`] is making (if
+    /// it asks for them; unused ones are dropped).
+    pub fn use_premade(&self, premade: Option<Premade>) {
+        if let (Some(p), Ok(mut slot)) = (premade, self.premade.lock()) {
+            *slot = Some(p.0);
         }
     }
 
@@ -1486,6 +1497,13 @@ impl Runtime {
         say(&mut status, &format!("X {code}\n"));
         drop(status);
         if let Some(t) = trash {
+            // Background work from here on: the caller, woken by the code just written and
+            // likely placed on this CPU, runs first instead of waiting for the purge.
+            // SAFETY: plain scheduler call on this process.
+            unsafe {
+                let p = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
+            }
             t.purge();
         }
         unsafe { libc::_exit(0) }
