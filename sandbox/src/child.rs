@@ -221,6 +221,9 @@ pub(crate) struct Plan<'a> {
     desc_join_cgroups: u32,
     /// Premade namespaces to setns into (fd, flag, description), instead of clone flags.
     premade: Vec<(c_int, c_int, u32)>,
+    /// In the child: the first masked directory's (empty, read-only) tmpfs, cloned for the
+    /// others (-1 until one is mounted).
+    mask_dir: Cell<c_int>,
     new_session: bool,
     desc_setsid: u32,
     /// Owns the strings `argv_ptrs` points to.
@@ -555,6 +558,7 @@ impl<'a> Plan<'a> {
             join_cgroups: spec.join_cgroups.iter().map(|f| f.as_raw_fd()).collect(),
             desc_join_cgroups: 0,
             premade: Vec::new(),
+            mask_dir: Cell::new(-1),
             new_session: spec.new_session,
             desc_setsid: 0,
             _argv: argv,
@@ -1377,15 +1381,35 @@ impl Plan<'_> {
                     Err(e) => return Err(target_err(e)),
                 };
                 let r = match sys::is_dir(fd) {
-                    Ok(true) => sys::fchdir(fd).and_then(|()| {
-                        sys::mount(
-                            Some(c"tmpfs"),
-                            c".",
-                            Some(c"tmpfs"),
-                            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                            Some(c"mode=0555,size=4k"),
-                        )
+                    // Every masked directory shows the same empty read-only tmpfs: the first
+                    // gets a new one, the others a clone of that mount (a bind costs a third
+                    // of a new tmpfs superblock).
+                    Ok(true) if self.mask_dir.get() >= 0 => sys::open_tree(
+                        self.mask_dir.get(),
+                        c"",
+                        sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32,
+                    )
+                    .and_then(|tree| {
+                        let r = sys::move_mount_fd(tree, fd);
+                        sys::close(tree);
+                        r
                     }),
+                    Ok(true) => sys::fchdir(fd)
+                        .and_then(|()| {
+                            sys::mount(
+                                Some(c"tmpfs"),
+                                c".",
+                                Some(c"tmpfs"),
+                                libc::MS_RDONLY
+                                    | libc::MS_NOSUID
+                                    | libc::MS_NODEV
+                                    | libc::MS_NOEXEC,
+                                Some(c"mode=0555,size=4k"),
+                            )
+                        })
+                        // The path now leads to the new mount's root.
+                        .and_then(|()| resolve(root, t, Create::No))
+                        .map(|top| self.mask_dir.set(top)),
                     Ok(false) => sys::move_mount_fd(null, fd),
                     Err(e) => Err(e),
                 };
