@@ -324,7 +324,9 @@ impl Prepared {
         self.spec.stdin = Stdio::Inherit;
         self.spec.stdout = Stdio::Inherit;
         self.spec.stderr = Stdio::Inherit;
+        // The child has its own copies (it joined or moved in already, or it failed).
         self.spec.join_cgroups = Vec::new();
+        self.spec.premade = None;
         r
     }
 }

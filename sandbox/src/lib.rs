@@ -774,6 +774,16 @@ impl PendingNamespaces {
 /// The thread is sent to another CPU than the caller's at once: left to the scheduler, a new
 /// thread waits on its parent's busy CPU, and the work it was to overlap is done by then.
 pub fn premake_namespaces(loopback: bool, ipc: bool) -> io::Result<PendingNamespaces> {
+    // The thread is born with every signal blocked: signals are for the caller's threads
+    // (e.g. a foreground run forwarding Ctrl-C to its container), never for this one.
+    // SAFETY: plain sigset manipulation on local storage.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    };
     let handle = std::thread::Builder::new()
         .name("premake-ns".into())
         .spawn(move || {
@@ -807,7 +817,10 @@ pub fn premake_namespaces(loopback: bool, ipc: bool) -> io::Result<PendingNamesp
                 ipc,
                 loopback,
             })
-        })?;
+        });
+    // SAFETY: restores this thread's mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    let handle = handle?;
     elsewhere(&handle);
     Ok(PendingNamespaces(handle))
 }
