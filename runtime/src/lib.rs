@@ -427,20 +427,13 @@ impl Write for Tee<'_> {
     }
 }
 
-fn pump(
-    out: OwnedFd,
-    err: OwnedFd,
-    w_out: &mut dyn Write,
-    w_err: &mut dyn Write,
-    mut fwd: Option<&mut Forwarder<'_>>,
-) {
+fn pump(out: OwnedFd, err: OwnedFd, w_out: &mut dyn Write, w_err: &mut dyn Write) {
     let mut open = [Some(out), Some(err)];
     let mut buf = vec![0u8; 65536];
     while open.iter().any(|o| o.is_some()) {
         let mut pfds: Vec<libc::pollfd> = open
             .iter()
             .map(|o| o.as_ref().map_or(-1, |f| f.as_raw_fd()))
-            .chain(fwd.as_ref().map(|f| f.fd.as_raw_fd()))
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -453,11 +446,6 @@ fn pump(
                 continue;
             }
             return;
-        }
-        if let (Some(f), Some(p)) = (fwd.as_deref_mut(), pfds.get(2)) {
-            if p.revents != 0 {
-                f.forward_pending();
-            }
         }
         for i in 0..2 {
             if pfds[i].revents == 0 {
@@ -479,89 +467,114 @@ fn pump(
     }
 }
 
-/// Passes the signals a foreground `run` receives on to its container (see
-/// [`Runtime::run_foreground`]): they are blocked in the calling thread and read from a
-/// signalfd in the same loop that copies the container's output and waits for its exit, so no
-/// thread is needed. Signals that arrive while the container starts wait (pending) until it
-/// runs. Dropping it discards what is still pending and restores the signal mask.
-struct Forwarder<'a> {
-    rt: &'a Runtime,
-    name: &'a str,
-    fd: nix::sys::signalfd::SignalFd,
-    old: nix::sys::signal::SigSet,
+/// The container whose init a [`Forwarder`] signals (a pidfd; -1 until it runs), and the
+/// signals that came before it ran (a bit per signal number).
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+static FORWARD_PENDING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Whether a [`Forwarder`] is installed in this process (one at a time).
+static FORWARD_ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The handler of forwarded signals: async-signal-safe (atomics and one system call).
+extern "C" fn forward_signal(sig: libc::c_int) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let fd = FORWARD_TO.load(SeqCst);
+    if fd >= 0 {
+        // SAFETY: a raw system call on a pidfd we own; errors (the container is gone) are
+        // nothing to act on.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd,
+                sig,
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        };
+    } else if (1..64).contains(&sig) {
+        FORWARD_PENDING.fetch_or(1 << sig, SeqCst);
+    }
 }
 
-impl<'a> Forwarder<'a> {
+/// Passes the signals a foreground `run` receives on to its container (see
+/// [`Runtime::run_foreground`]): a handler sends each to the container's init through a pidfd,
+/// whatever the caller's threads are doing (e.g. blocked writing the container's output to a
+/// full pipe), and no thread is started. Signals that arrive while the container starts are
+/// remembered and sent once it runs. Dropping it puts the previous handlers back. One per
+/// process at a time.
+struct Forwarder {
+    old: Vec<(i32, libc::sigaction)>,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Forwarder {
     /// `None` when there is nothing to forward.
-    fn new(rt: &'a Runtime, name: &'a str, signals: &[i32]) -> Result<Option<Self>> {
-        use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-        use nix::sys::signalfd::{SfdFlags, SignalFd};
+    fn new(signals: &[i32]) -> Result<Option<Self>> {
+        use std::sync::atomic::Ordering::SeqCst;
         if signals.is_empty() {
             return Ok(None);
         }
-        let mut set = SigSet::empty();
-        for s in signals {
-            let sig = Signal::try_from(*s)
-                .map_err(|e| RuntimeError::Config(format!("signal {s} to forward: {e}")))?;
-            set.add(sig);
+        if let Some(s) = signals.iter().find(|s| !(1..64).contains(*s)) {
+            return Err(RuntimeError::Config(format!(
+                "signal {s} to forward: no such signal"
+            )));
         }
-        let mut old = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
-            .map_err(|e| sys("block the signals to forward")(e.into()))?;
-        match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
-            Ok(fd) => Ok(Some(Forwarder { rt, name, fd, old })),
-            Err(e) => {
-                let _ = old.thread_set_mask();
-                Err(sys("create a signalfd for the signals to forward")(
-                    e.into(),
-                ))
-            }
+        if FORWARD_ACTIVE.swap(true, SeqCst) {
+            return Err(RuntimeError::Config(
+                "signals are already forwarded to another foreground container of this process; forward none for this one".into(),
+            ));
         }
-    }
-
-    /// Forwards every pending signal to the container (if it still runs).
-    fn forward_pending(&mut self) {
-        while let Ok(Some(si)) = self.fd.read_signal() {
-            let _ = self.rt.kill(self.name, si.ssi_signo as i32);
-        }
-    }
-
-    /// Waits until `fd` is readable (or hung up), forwarding signals meanwhile.
-    fn wait_readable(&mut self, fd: RawFd) {
-        loop {
-            let mut pfds = [
-                libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: self.fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, -1) };
-            if r < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
+        FORWARD_TO.store(-1, SeqCst);
+        FORWARD_PENDING.store(0, SeqCst);
+        let mut fwd = Forwarder {
+            old: Vec::new(),
+            pidfd: None,
+        };
+        for &sig in signals {
+            // SAFETY: sigaction with a handler that only touches atomics and makes one
+            // async-signal-safe system call.
+            unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = forward_signal as extern "C" fn(libc::c_int) as usize;
+                act.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut act.sa_mask);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &act, &mut old) != 0 {
+                    let e = last_err(format!("install a handler for signal {sig}"));
+                    drop(fwd);
+                    return Err(e);
                 }
-                return;
+                fwd.old.push((sig, old));
             }
-            if pfds[1].revents != 0 {
-                self.forward_pending();
-            }
-            if pfds[0].revents != 0 {
-                return;
+        }
+        Ok(Some(fwd))
+    }
+
+    /// The container's init `pid` runs: signals go to it from now on, and those that came
+    /// meanwhile go now.
+    fn started(&mut self, pid: i32) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let Some(fd) = pidfd(pid, None) else { return };
+        FORWARD_TO.store(fd.as_raw_fd(), SeqCst);
+        self.pidfd = Some(fd);
+        let pending = FORWARD_PENDING.swap(0, SeqCst);
+        for sig in 1..64 {
+            if pending & (1 << sig) != 0 {
+                forward_signal(sig);
             }
         }
     }
 }
 
-impl Drop for Forwarder<'_> {
+impl Drop for Forwarder {
     fn drop(&mut self) {
-        while let Ok(Some(_)) = self.fd.read_signal() {}
-        let _ = self.old.thread_set_mask();
+        use std::sync::atomic::Ordering::SeqCst;
+        for (sig, old) in &self.old {
+            // SAFETY: puts back the action saved by `new`.
+            unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
+        }
+        FORWARD_TO.store(-1, SeqCst);
+        self.pidfd = None;
+        FORWARD_ACTIVE.store(false, SeqCst);
     }
 }
 
@@ -904,7 +917,7 @@ impl Runtime {
         output: Output<'_>,
         forward: &[i32],
     ) -> Result<i32> {
-        let mut fwd = Forwarder::new(self, &cfg.name, forward)?;
+        let mut fwd = Forwarder::new(forward)?;
         let premade = self.claim(cfg)?;
         let dup = |fd: RawFd| -> Result<OwnedFd> {
             let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
@@ -936,7 +949,10 @@ impl Runtime {
                 Some(sink) => {
                     let (or, ow) = pipe().map_err(undo)?;
                     let (er, ew) = pipe().map_err(undo)?;
-                    let (status, _, m) = self.start(cfg, ow, ew, events, false, premade)?;
+                    let (status, pid, m) = self.start(cfg, ow, ew, events, false, premade)?;
+                    if let Some(f) = fwd.as_mut() {
+                        f.started(pid);
+                    }
                     monitor = m;
                     let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
                     let mut out = Tee {
@@ -947,24 +963,30 @@ impl Runtime {
                         terminal: &mut term_err,
                         log: std::fs::File::from(sink.stderr),
                     };
-                    pump(or, er, &mut out, &mut err, fwd.as_mut());
+                    pump(or, er, &mut out, &mut err);
                     drop((out, err));
-                    read_exit(status, fwd.as_mut())
+                    read_exit(status)
                 }
                 None => {
                     let (o, e) = (dup(1).map_err(undo)?, dup(2).map_err(undo)?);
-                    let (status, _, m) = self.start(cfg, o, e, events, false, premade)?;
+                    let (status, pid, m) = self.start(cfg, o, e, events, false, premade)?;
+                    if let Some(f) = fwd.as_mut() {
+                        f.started(pid);
+                    }
                     monitor = m;
-                    read_exit(status, fwd.as_mut())
+                    read_exit(status)
                 }
             },
             Output::Stream { stdout, stderr } => {
                 let (or, ow) = pipe().map_err(undo)?;
                 let (er, ew) = pipe().map_err(undo)?;
-                let (status, _, m) = self.start(cfg, ow, ew, events, false, premade)?;
+                let (status, pid, m) = self.start(cfg, ow, ew, events, false, premade)?;
+                if let Some(f) = fwd.as_mut() {
+                    f.started(pid);
+                }
                 monitor = m;
-                pump(or, er, stdout, stderr, fwd.as_mut());
-                read_exit(status, fwd.as_mut())
+                pump(or, er, stdout, stderr);
+                read_exit(status)
             }
         };
         drop(fwd);
@@ -1713,7 +1735,7 @@ impl Runtime {
         }
         let released = child.release();
         if let (Output::Stream { stdout, stderr }, Some((or, er))) = (output, pipes) {
-            pump(or, er, stdout, stderr, None);
+            pump(or, er, stdout, stderr);
         }
         released.map_err(|e| exec_err(e.to_string()))?;
         let st = child
@@ -1814,13 +1836,8 @@ fn read_msg(r: &mut BufReader<File>) -> Option<MonitorMsg> {
         .map(|m| MonitorMsg::Failed(m.to_string()))
 }
 
-/// Reads the monitor's `X code` line (forwarding signals while waiting for it).
-fn read_exit(mut r: BufReader<File>, fwd: Option<&mut Forwarder<'_>>) -> Option<i32> {
-    if let Some(f) = fwd {
-        if r.buffer().is_empty() {
-            f.wait_readable(r.get_ref().as_raw_fd());
-        }
-    }
+/// Reads the monitor's `X code` line.
+fn read_exit(mut r: BufReader<File>) -> Option<i32> {
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     line.trim_end().strip_prefix("X ")?.parse().ok()

@@ -110,6 +110,63 @@ fn run_takes_an_archive_path_and_loads_it_first() {
 }
 
 #[test]
+fn sigterm_is_forwarded_while_the_output_pipe_is_full() {
+    let lab = Lab::new();
+    // The container writes more than a pipe holds and nobody reads it yet: distill is blocked
+    // writing to its stdout when the signal comes.
+    let mut child = lab
+        .command(&[
+            "run",
+            "--rm",
+            "--name",
+            "flood",
+            "--entrypoint",
+            "/bin/sh",
+            "hello",
+            "-c",
+            "trap 'echo got-TERM >&2; exit 7' TERM; while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(10, "the container to run", || {
+        let r = lab.distill(&["inspect", "flood"]);
+        r.code == 0 && r.stdout.contains("\"running\"")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let errs = std::thread::spawn(move || {
+        let mut e = String::new();
+        stderr.read_to_string(&mut e).map(|_| e)
+    });
+    // Not forwarded, the flood would go on for ever: give up (and clean up) after 20 s.
+    let end = Instant::now() + Duration::from_secs(20);
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = lab.distill(&["rm", "-f", "flood"]);
+            panic!("SIGTERM was not forwarded while distill was blocked writing output");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drain.join().unwrap().unwrap();
+    let err = errs.join().unwrap().unwrap();
+    assert_eq!(st.code(), Some(7), "{err}");
+    assert!(err.contains("got-TERM"), "{err}");
+}
+
+#[test]
 fn a_signal_gives_128_plus_n_and_sigterm_is_forwarded() {
     let lab = Lab::new();
     // Killed from outside with SIGKILL: 137.
