@@ -4,11 +4,13 @@
 //!   rollback, OOM detection).
 //! * [`state`]: the state root (`state.json` per container, atomic writes, per-container
 //!   flock for mutations, lock-free `list`/`inspect` with reconciliation against `/proc`).
-//! * [`Runtime`]: the lifecycle. `run` claims the name, then forks a small **monitor**
-//!   (double fork + setsid) that creates the cgroup, clones the container's init into new
-//!   mount/pid/uts/ipc/cgroup (and net for `--network none`) namespaces, moves it into the
-//!   cgroup *before* it sets itself up and execs, records `running`, reaps it and records the
-//!   exit code, signal, OOM kill and time (and removes everything for `--rm`).
+//! * [`Runtime`]: the lifecycle. `run` claims the name (its network and IPC namespaces being
+//!   made meanwhile on another CPU, see [`premake`]), creates the v1 cgroup, then forks a small
+//!   **monitor** (setsid; a second fork with `-d`) that clones the container's init into new
+//!   mount/pid/uts/cgroup namespaces (joining the premade ones); the init moves itself into
+//!   the cgroup before it sets itself up and execs. The monitor records `running`, reaps it,
+//!   records the exit code, signal, OOM kill and time (for `--rm`: unlists it), reports the
+//!   exit, and only then deletes an `--rm` container's files, in the background.
 //!   `exec` joins every namespace and the cgroup of the running init; the exec'd process gets
 //!   the same capabilities, no_new_privs and seccomp filter.
 //!
@@ -477,6 +479,8 @@ static FORWARD_ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// The handler of forwarded signals: async-signal-safe (atomics and one system call).
 extern "C" fn forward_signal(sig: libc::c_int) {
     use std::sync::atomic::Ordering::SeqCst;
+    // SAFETY: the thread's errno, saved and put back around the system call below.
+    let errno = unsafe { *libc::__errno_location() };
     let fd = FORWARD_TO.load(SeqCst);
     if fd >= 0 {
         // SAFETY: a raw system call on a pidfd we own; errors (the container is gone) are
@@ -493,6 +497,7 @@ extern "C" fn forward_signal(sig: libc::c_int) {
     } else if (1..64).contains(&sig) {
         FORWARD_PENDING.fetch_or(1 << sig, SeqCst);
     }
+    unsafe { *libc::__errno_location() = errno };
 }
 
 /// Passes the signals a foreground `run` receives on to its container (see
@@ -543,17 +548,25 @@ impl Forwarder {
                     drop(fwd);
                     return Err(e);
                 }
+                if old.sa_sigaction == libc::SIG_IGN {
+                    // Ignored by whoever started us (`nohup`): stays ignored, not forwarded.
+                    libc::sigaction(sig, &old, std::ptr::null_mut());
+                    continue;
+                }
                 fwd.old.push((sig, old));
             }
         }
         Ok(Some(fwd))
     }
 
-    /// The container's init `pid` runs: signals go to it from now on, and those that came
-    /// meanwhile go now.
-    fn started(&mut self, pid: i32) {
+    /// The container's init `pid` (started at `start`) runs: signals go to it from now on,
+    /// and those that came meanwhile go now. Not if the pid is already another process's.
+    fn started(&mut self, pid: i32, start: Option<u64>) {
         use std::sync::atomic::Ordering::SeqCst;
-        let Some(fd) = pidfd(pid, None) else { return };
+        let Some(start) = start else { return };
+        let Some(fd) = pidfd(pid, Some(start)) else {
+            return;
+        };
         FORWARD_TO.store(fd.as_raw_fd(), SeqCst);
         self.pidfd = Some(fd);
         let pending = FORWARD_PENDING.swap(0, SeqCst);
@@ -622,7 +635,7 @@ pub struct Runtime {
     /// init, which reaps it, and no reaper thread is started for nothing.
     pub reap_monitor: bool,
     /// Namespaces already being made for the next container this runtime starts (see
-    /// [`Runtime::premake`]).
+    /// [`premake`]).
     premade: std::sync::Arc<std::sync::Mutex<Option<distill_sandbox::PendingNamespaces>>>,
 }
 
@@ -757,9 +770,14 @@ pub(crate) enum Launch {
     Restore(Box<checkpoint::RestorePlan>),
 }
 
+/// A launched monitor: its status pipe (for the exit code), the init's pid and start time,
+/// and, in the foreground, the monitor's pid (to reap).
+type Launched = (BufReader<File>, (i32, Option<u64>), Option<i32>);
+
 /// What the monitor tells `run`.
 enum MonitorMsg {
-    Started(i32),
+    /// The init's pid and start time (`-` if unknown).
+    Started(i32, Option<u64>),
     Failed(String),
 }
 
@@ -951,7 +969,7 @@ impl Runtime {
                     let (er, ew) = pipe().map_err(undo)?;
                     let (status, pid, m) = self.start(cfg, ow, ew, events, false, premade)?;
                     if let Some(f) = fwd.as_mut() {
-                        f.started(pid);
+                        f.started(pid.0, pid.1);
                     }
                     monitor = m;
                     let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
@@ -971,7 +989,7 @@ impl Runtime {
                     let (o, e) = (dup(1).map_err(undo)?, dup(2).map_err(undo)?);
                     let (status, pid, m) = self.start(cfg, o, e, events, false, premade)?;
                     if let Some(f) = fwd.as_mut() {
-                        f.started(pid);
+                        f.started(pid.0, pid.1);
                     }
                     monitor = m;
                     read_exit(status)
@@ -982,7 +1000,7 @@ impl Runtime {
                 let (er, ew) = pipe().map_err(undo)?;
                 let (status, pid, m) = self.start(cfg, ow, ew, events, false, premade)?;
                 if let Some(f) = fwd.as_mut() {
-                    f.started(pid);
+                    f.started(pid.0, pid.1);
                 }
                 monitor = m;
                 pump(or, er, stdout, stderr);
@@ -1076,7 +1094,7 @@ impl Runtime {
         events: Option<&Logd>,
         detach: bool,
         premade: Option<distill_sandbox::PendingNamespaces>,
-    ) -> Result<(BufReader<File>, i32, Option<i32>)> {
+    ) -> Result<Launched> {
         let fail = |e: RuntimeError| {
             self.discard(&cfg.name);
             e
@@ -1110,8 +1128,6 @@ impl Runtime {
         )
     }
 
-    /// Undoes the claim of a launch that failed before its monitor ran: a new container is
-    /// removed, a restore puts back the state it started from.
     /// v1: checks that the container's cgroup is not in use, creates the directories its
     /// limits need and opens their `tasks` files for its init to move itself in.
     fn make_v1_cgroup(&self, cfg: &ContainerConfig) -> Result<Vec<OwnedFd>> {
@@ -1125,13 +1141,17 @@ impl Runtime {
             }
         }
         let needed = cg.needed(&cfg.limits)?;
-        needed.create()?;
-        needed.tasks_files().map_err(|e| {
+        let made = needed.create().and_then(|()| needed.tasks_files());
+        made.map_err(|e| {
+            // Whatever part of it was made.
             let _ = needed.remove();
             e.into()
         })
     }
 
+    /// Undoes the claim of a launch that failed before its monitor ran (or whose monitor
+    /// died without a word): a new container is removed with its cgroup, a restore puts back
+    /// the state it started from.
     fn abort_launch(&self, name: &str, launch: &Launch) {
         match launch {
             Launch::Run(p) => {
@@ -1159,7 +1179,7 @@ impl Runtime {
         err: OwnedFd,
         events: Option<&Logd>,
         detach: bool,
-    ) -> Result<(BufReader<File>, i32, Option<i32>)> {
+    ) -> Result<Launched> {
         let fail = |launch: &Launch, e: RuntimeError| {
             self.abort_launch(&cfg.name, launch);
             e
@@ -1207,20 +1227,27 @@ impl Runtime {
             let mut st = 0;
             unsafe { libc::waitpid(pid, &mut st, 0) };
         };
-        if detach || !matches!(msg, Some(MonitorMsg::Started(_))) {
+        if detach || !matches!(msg, Some(MonitorMsg::Started(..))) {
             // The intermediate (detached), or a monitor that failed and exits.
             reap(pid);
         }
         match msg {
-            Some(MonitorMsg::Started(p)) => Ok((reader, p, (!detach).then_some(pid))),
+            Some(MonitorMsg::Started(p, start)) => {
+                Ok((reader, (p, start), (!detach).then_some(pid)))
+            }
             Some(MonitorMsg::Failed(reason)) => Err(RuntimeError::StartFailed {
                 name: cfg.name.clone(),
                 reason,
             }),
-            None => Err(RuntimeError::StartFailed {
-                name: cfg.name.clone(),
-                reason: "the monitor exited before starting the container".into(),
-            }),
+            None => {
+                // The monitor (or, detached, the process forking it) died without a word:
+                // nothing of this launch stays (state, cgroup and whatever is in it).
+                self.abort_launch(&cfg.name, &launch);
+                Err(RuntimeError::StartFailed {
+                    name: cfg.name.clone(),
+                    reason: "the monitor exited before starting the container".into(),
+                })
+            }
         }
     }
 
@@ -1447,7 +1474,8 @@ impl Runtime {
             s.started_ms = Some(state::now_ms());
         });
         mon.event(started);
-        say(&mut status, &format!("S {child}\n"));
+        let start = child_start.map_or_else(|| "-".to_string(), |s| s.to_string());
+        say(&mut status, &format!("S {child} {start}\n"));
         let mut st = 0;
         let reaped = loop {
             let r = unsafe { libc::waitpid(child, &mut st, 0) };
@@ -1524,14 +1552,24 @@ impl Runtime {
         say(&mut status, &format!("X {code}\n"));
         drop(status);
         if let Some(t) = trash {
-            // Background work from here on: the caller, woken by the code just written and
-            // likely placed on this CPU, runs first instead of waiting for the purge.
-            // SAFETY: plain scheduler call on this process.
-            unsafe {
-                let p = libc::sched_param { sched_priority: 0 };
-                libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
+            // The files go in the background, in a process of their own at idle priority:
+            // the caller, woken by the code just written and likely placed on this CPU, runs
+            // first, and `stop`, `rm -f` and `wait`, which wait for the monitor to exit, do
+            // not wait for a large /tmp to be deleted.
+            // SAFETY: fork in this single-threaded process; the child only deletes files
+            // and exits.
+            match unsafe { libc::fork() } {
+                0 => {
+                    unsafe {
+                        let p = libc::sched_param { sched_priority: 0 };
+                        libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
+                    }
+                    t.purge();
+                    unsafe { libc::_exit(0) }
+                }
+                -1 => t.purge(),
+                _ => {}
             }
-            t.purge();
         }
         unsafe { libc::_exit(0) }
     }
@@ -1835,7 +1873,12 @@ fn read_msg(r: &mut BufReader<File>) -> Option<MonitorMsg> {
     r.read_line(&mut line).ok()?;
     let line = line.trim_end();
     if let Some(p) = line.strip_prefix("S ") {
-        return p.parse().ok().map(MonitorMsg::Started);
+        let mut it = p.split(' ');
+        let pid = it.next()?.parse().ok()?;
+        return Some(MonitorMsg::Started(
+            pid,
+            it.next().and_then(|s| s.parse().ok()),
+        ));
     }
     line.strip_prefix("E ")
         .map(|m| MonitorMsg::Failed(m.to_string()))

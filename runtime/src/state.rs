@@ -8,6 +8,7 @@
 //! <state>/<name>/checkpoint/  CRIU images + distill.json of the last checkpoint
 //! <state>/<name>/criu-*.log   CRIU's logs of the last dump and restore
 //! <state>/<name>/rw/<path>    writable directories (/tmp, /run, --rw), see container::writable_dirs
+//! <state>/.trash/<name>.<pid>.<ns>  a removed container's directory until it is deleted
 //! ```
 //!
 //! Creating the container directory with `mkdir` is the claim on the name, so two `run`s
@@ -436,19 +437,22 @@ impl StateRoot {
     /// ran leaves behind (a killed process) is purged by the next one.
     pub fn unlist(&self, name: &str, _lock: &Lock) -> Result<Trash> {
         let dir = self.dir(name);
-        let _ = fs::remove_file(dir.join("state.json"));
         let trash = self.path.join(TRASH_DIR);
-        match fs::DirBuilder::new().mode(0o700).create(&trash) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err("create", &trash)(e)),
-        }
+        let made = match fs::DirBuilder::new().mode(0o700).create(&trash) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        };
+        let _ = fs::remove_file(dir.join("state.json"));
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let to = trash.join(format!("{name}.{}.{nanos}", std::process::id()));
-        fs::rename(&dir, &to).map_err(io_err("move to the trash", &dir))?;
+        if made.and_then(|()| fs::rename(&dir, &to)).is_err() {
+            // No trash to move it to (a full or read-only state root...): delete it here,
+            // as before there was a trash, so that no nameless directory stays behind.
+            fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
+        }
         Ok(Trash { dir: trash })
     }
 }

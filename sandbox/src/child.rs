@@ -1121,12 +1121,6 @@ impl Plan<'_> {
         reset_signals();
         sys::close(self.report_rd);
         sys::close(self.release_wr);
-        for fd in &self.join_cgroups {
-            if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } != 1 {
-                return Err(setup(self.desc_join_cgroups, STAGE_NONE)(sys::errno()));
-            }
-            sys::close(*fd);
-        }
         if self.die_with_parent {
             sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong)
                 .map_err(setup(self.desc_pdeathsig, STAGE_NONE))?;
@@ -1135,6 +1129,14 @@ impl Plan<'_> {
             // CVE-2019-5736: we are a copy of the caller's binary until execve; keep the
             // target's processes from opening us through /proc/<pid>/exe.
             sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(setup(self.desc_dumpable, STAGE_NONE))?;
+        }
+        // Into the cgroup before anything else runs (after becoming non-dumpable: joining puts
+        // us next to the target's processes).
+        for fd in &self.join_cgroups {
+            if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return Err(setup(self.desc_join_cgroups, STAGE_NONE)(sys::errno()));
+            }
+            sys::close(*fd);
         }
         unsafe { libc::umask(0) };
         if let Some(j) = &self.join {
@@ -1556,7 +1558,8 @@ impl Plan<'_> {
                 return Err(f(sys::errno()));
             }
         }
-        sys::close_from_except(first_free, &[self.report_wr.get(), self.release_rd.get()]);
+        // (Without close_range, kernels before 5.9, the descriptors stay open, as they did.)
+        let _ = sys::close_from_except(first_free, &[self.report_wr.get(), self.release_rd.get()]);
         Ok(())
     }
 

@@ -836,9 +836,21 @@ fn elsewhere<T>(handle: &std::thread::JoinHandle<T>) {
     }
 }
 
-/// Closes every file descriptor of this process except those in `keep`.
+/// Closes every file descriptor of this process except those in `keep` (with `close_range`;
+/// where the kernel refuses it, one by one from the list in `/proc/self/fd`).
 pub fn close_fds_except(keep: &[std::os::fd::RawFd]) {
-    sys::close_from_except(0, keep);
+    if sys::close_from_except(0, keep) {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<std::os::fd::RawFd> = rd
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds.into_iter().filter(|fd| !keep.contains(fd)) {
+        sys::close(fd);
+    }
 }
 
 /// Create the sandboxed process described by `spec`. Returns once it has exec'd its program

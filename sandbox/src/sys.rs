@@ -65,8 +65,9 @@ pub(crate) fn close(fd: c_int) {
 
 /// Closes every descriptor from `first` up except those in `keep` (any order), with
 /// `close_range` over the gaps: a few system calls whatever the number of open descriptors.
-/// Allocates nothing (safe between fork/clone and exec).
-pub(crate) fn close_from_except(first: c_int, keep: &[c_int]) {
+/// Allocates nothing (safe between fork/clone and exec). False if `close_range` failed
+/// (kernels before 5.9, or a seccomp filter refusing it).
+pub(crate) fn close_from_except(first: c_int, keep: &[c_int]) -> bool {
     let mut next = first.max(0) as c_uint;
     loop {
         // The smallest kept descriptor at or above `next`.
@@ -77,15 +78,12 @@ pub(crate) fn close_from_except(first: c_int, keep: &[c_int]) {
             .map(|&k| k as c_uint);
         match kept {
             Some(k) => {
-                if k > next {
-                    unsafe { libc::close_range(next, k - 1, 0) };
+                if k > next && unsafe { libc::close_range(next, k - 1, 0) } != 0 {
+                    return false;
                 }
                 next = k + 1;
             }
-            None => {
-                unsafe { libc::close_range(next, c_uint::MAX, 0) };
-                return;
-            }
+            None => return unsafe { libc::close_range(next, c_uint::MAX, 0) } == 0,
         }
     }
 }
