@@ -1003,7 +1003,7 @@ impl Runtime {
         self.state.write(&next, &lock)?;
         drop(lock);
         let launch = Launch::Restore(Box::new(plan));
-        let sink = match self.log_sink(name) {
+        let sink = match self.log_sink(name, None) {
             Ok(x) => x,
             Err(e) => {
                 self.abort_launch(name, &launch);

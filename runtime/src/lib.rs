@@ -822,14 +822,15 @@ impl Runtime {
     }
 
     /// The one place that decides where a detached container's stdout/stderr go. With a log
-    /// daemon ([`Runtime::with_logd`]): it is started if needed, the read ends of two pipes
+    /// daemon ([`Runtime::with_logd`]): it is started if needed, gets the container's
+    /// `event` (`created`; recorded before any line can be), then the read ends of two pipes
     /// are handed to it as `<name>.stdout` / `<name>.stderr` (before the container exists, so
     /// no byte is lost) and the write ends are returned. Without one, or if the daemon cannot
     /// be reached (one warning line on stderr): `stdout.log`/`stderr.log` (append) in the
     /// container's state directory.
-    pub fn log_sink(&self, name: &str) -> Result<LogSink> {
+    pub fn log_sink(&self, name: &str, event: Option<&str>) -> Result<LogSink> {
         if let Some(logd) = &self.logd {
-            match self.logd_sink(logd, name) {
+            match self.logd_sink(logd, name, event) {
                 Ok(s) => return Ok(s),
                 Err(e) => {
                     let dir = self.state.dir(name);
@@ -849,26 +850,39 @@ impl Runtime {
         })
     }
 
-    fn logd_sink(&self, logd: &Logd, name: &str) -> std::result::Result<LogSink, String> {
+    fn logd_sink(
+        &self,
+        logd: &Logd,
+        name: &str,
+        event: Option<&str>,
+    ) -> std::result::Result<LogSink, String> {
         let (or, ow) = pipe().map_err(|e| e.to_string())?;
         let (er, ew) = pipe().map_err(|e| e.to_string())?;
         let sender = distill_memlogd::Sender::new(&logd.dir).map_err(|e| e.to_string())?;
-        let stdout = format!("{name}.stdout");
-        // A daemon that runs takes the fd at once; only when none answers is one started
-        // (no query connection, and so no daemon thread, on the common path).
-        match sender.send_fd(&stdout, or.as_fd()) {
-            Ok(()) => {}
-            Err(distill_memlogd::Error::NotRunning { .. }) => {
-                logd.ensure_running().map_err(|e| e.to_string())?;
-                sender
-                    .send_fd(&stdout, or.as_fd())
-                    .map_err(|e| e.to_string())?;
-            }
-            Err(e) => return Err(e.to_string()),
+        let source = format!("{name}.event");
+        // `event` (`created`) goes first, before the pipes: the daemon records it before it can
+        // read a line from them. A daemon that runs takes the first datagram at once; only when
+        // none answers is one started (no query connection, and so no daemon thread, on the
+        // common path).
+        let mut sends: Vec<Box<dyn Fn() -> distill_memlogd::Result<()> + '_>> = Vec::new();
+        if let Some(text) = event {
+            sends.push(Box::new(|| sender.send_event(&source, text)));
         }
-        sender
-            .send_fd(&format!("{name}.stderr"), er.as_fd())
-            .map_err(|e| e.to_string())?;
+        for (r, stream) in [(&or, "stdout"), (&er, "stderr")] {
+            let s = format!("{name}.{stream}");
+            let sender = &sender;
+            sends.push(Box::new(move || sender.send_fd(&s, r.as_fd())));
+        }
+        for (i, send) in sends.iter().enumerate() {
+            match send() {
+                Ok(()) => {}
+                Err(distill_memlogd::Error::NotRunning { .. }) if i == 0 => {
+                    logd.ensure_running().map_err(|e| e.to_string())?;
+                    send().map_err(|e| e.to_string())?;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         Ok(LogSink {
             stdout: ow,
             stderr: ew,
@@ -897,18 +911,16 @@ impl Runtime {
     /// Output goes to the log sink.
     pub fn run_detached(&self, cfg: &ContainerConfig) -> Result<State> {
         let premade = self.claim(cfg)?;
-        let sink = match self.log_sink(&cfg.name) {
+        let sink = match self.log_sink(&cfg.name, Some("created")) {
             Ok(x) => x,
             Err(e) => {
                 self.discard(&cfg.name);
                 return Err(e);
             }
         };
+        // (The daemon has its `created` event: `logd_sink` sent it.)
         let events = match (&self.logd, sink.logd) {
-            (Some(l), true) => {
-                l.event(&cfg.name, "created");
-                Some(l)
-            }
+            (Some(l), true) => Some(l),
             _ => None,
         };
         let (status, _, _) = self.start(cfg, sink.stdout, sink.stderr, events, true, premade)?;
@@ -951,10 +963,14 @@ impl Runtime {
             Output::Inherit => self
                 .logd
                 .as_ref()
-                .and_then(|l| self.logd_sink(l, &cfg.name).ok()),
+                .and_then(|l| self.logd_sink(l, &cfg.name, Some("created")).ok()),
             Output::Stream { .. } => None,
         };
-        let events = self.logd.as_ref().filter(|l| l.event(&cfg.name, "created"));
+        // With a log sink the daemon has its `created` event (`logd_sink` sent it first).
+        let events = match sink {
+            Some(_) => self.logd.as_ref(),
+            None => self.logd.as_ref().filter(|l| l.event(&cfg.name, "created")),
+        };
         // Until `start` owns the claim (it undoes it on its own failures), a failure here
         // must not leave a `created` container behind.
         let undo = |e: RuntimeError| {

@@ -349,8 +349,15 @@ impl StateRoot {
                 _ => return Err(io_err("lock", &p)(e)),
             }
         }
-        // The directory may have been removed while we waited (rm by another process).
-        if need_state && !dir.join("state.json").exists() {
+        // The directory may have been removed while we waited (rm by another process), or
+        // removed and its name taken by a new container: the lock held must be the one at the
+        // path now, or it locks nothing.
+        use std::os::unix::fs::MetadataExt;
+        let same = match (file.metadata(), fs::metadata(&p)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if !same || (need_state && !dir.join("state.json").exists()) {
             return Err(StateError::NotFound(name.to_string()));
         }
         Ok(Some(Lock { _file: file }))
@@ -491,6 +498,29 @@ mod tests {
             argv: vec!["/bin/true".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_lock_waited_for_across_a_removal_and_reuse_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(t.path().join("state")).unwrap();
+        let lock = root.create(&State::new(cfg("reused"))).unwrap();
+        let waiter = {
+            let root = root.clone();
+            std::thread::spawn(move || root.lock("reused").map(|_| ()))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        // Removed and claimed again by a new container while the waiter waits on the old lock.
+        root.unlist("reused", &lock).unwrap().purge();
+        let new = root.create(&State::new(cfg("reused"))).unwrap();
+        drop(lock);
+        assert!(matches!(
+            waiter.join().unwrap(),
+            Err(StateError::NotFound(_))
+        ));
+        drop(new);
+        // The new container's lock works as ever.
+        root.lock("reused").unwrap();
     }
 
     #[test]
