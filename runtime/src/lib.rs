@@ -864,25 +864,23 @@ impl Runtime {
         // read a line from them. A daemon that runs takes the first datagram at once; only when
         // none answers is one started (no query connection, and so no daemon thread, on the
         // common path).
-        let mut sends: Vec<Box<dyn Fn() -> distill_memlogd::Result<()> + '_>> = Vec::new();
-        if let Some(text) = event {
-            sends.push(Box::new(|| sender.send_event(&source, text)));
-        }
-        for (r, stream) in [(&or, "stdout"), (&er, "stderr")] {
-            let s = format!("{name}.{stream}");
-            let sender = &sender;
-            sends.push(Box::new(move || sender.send_fd(&s, r.as_fd())));
-        }
-        for (i, send) in sends.iter().enumerate() {
-            match send() {
-                Ok(()) => {}
-                Err(distill_memlogd::Error::NotRunning { .. }) if i == 0 => {
+        let mut first = true;
+        let mut deliver = |send: &dyn Fn() -> distill_memlogd::Result<()>| {
+            let r = match send() {
+                Err(distill_memlogd::Error::NotRunning { .. }) if first => {
                     logd.ensure_running().map_err(|e| e.to_string())?;
-                    send().map_err(|e| e.to_string())?;
+                    send()
                 }
-                Err(e) => return Err(e.to_string()),
-            }
+                r => r,
+            };
+            first = false;
+            r.map_err(|e| e.to_string())
+        };
+        if let Some(text) = event {
+            deliver(&|| sender.send_event(&source, text))?;
         }
+        deliver(&|| sender.send_fd(&format!("{name}.stdout"), or.as_fd()))?;
+        deliver(&|| sender.send_fd(&format!("{name}.stderr"), er.as_fd()))?;
         Ok(LogSink {
             stdout: ow,
             stderr: ew,

@@ -21,6 +21,24 @@ fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// `distill restore --import FILE --name NAME` in the state root `state` (not yet run).
+fn import_cmd(
+    lab: &Lab,
+    state: impl AsRef<std::ffi::OsStr>,
+    file: &std::path::Path,
+    name: &str,
+) -> std::process::Command {
+    let mut c = lab.command(&[
+        "restore",
+        "--import",
+        file.to_str().unwrap(),
+        "--name",
+        name,
+    ]);
+    c.env("DISTILL_STATE", state);
+    c
+}
+
 fn status(lab: &Lab, state: &str, name: &str) -> String {
     let r = lab
         .command(&["inspect", name])
@@ -216,17 +234,7 @@ fn export_and_import_move_a_container_to_another_state_root() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["export_bytes"].as_u64().unwrap() > 0);
     let last = *counts(&lab, &st, "mover").last().unwrap();
-    let r = lab
-        .command(&[
-            "restore",
-            "--import",
-            tar.to_str().unwrap(),
-            "--name",
-            "moved",
-        ])
-        .env("DISTILL_STATE", &st2)
-        .output()
-        .unwrap();
+    let r = import_cmd(&lab, &st2, &tar, "moved").output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(status(&lab, &st2, "moved"), "running");
     eventually(10, "counts in the new state root", || {
@@ -306,18 +314,8 @@ fn refused_inputs_leave_the_state_as_it_was() {
     let bytes = std::fs::read(&tar).unwrap();
     let second = SecondState::new(&lab);
     let st2 = second.path.clone();
-    let import = |file: &std::path::Path, lab: &Lab| {
-        lab.command(&[
-            "restore",
-            "--import",
-            file.to_str().unwrap(),
-            "--name",
-            "imp",
-        ])
-        .env("DISTILL_STATE", &st2)
-        .output()
-        .unwrap()
-    };
+    let import =
+        |file: &std::path::Path, lab: &Lab| import_cmd(lab, &st2, file, "imp").output().unwrap();
     let nothing_left = |lab: &Lab| {
         let r = lab
             .command(&["ps", "-a", "--format", "json"])
@@ -597,15 +595,7 @@ fn hostile_or_corrupt_imports_are_refused_without_reading_the_host() {
     let second = SecondState::new(&lab);
     let st2 = second.path.clone();
     let import = |file: &std::path::Path, what: &str| {
-        let mut c = lab.command(&[
-            "restore",
-            "--import",
-            file.to_str().unwrap(),
-            "--name",
-            "imp",
-        ]);
-        c.env("DISTILL_STATE", &st2);
-        let r = output_within(c, 30, what);
+        let r = output_within(import_cmd(&lab, &st2, file, "imp"), 30, what);
         let e = String::from_utf8_lossy(&r.stderr).into_owned();
         assert_eq!(r.status.code(), Some(2), "{what}: {e}");
         let ps = lab
@@ -689,17 +679,7 @@ fn hostile_or_corrupt_imports_are_refused_without_reading_the_host() {
     let e = case("flipped.tar", flipped);
     assert!(e.contains("rw/tmp/file") && e.contains("sha256"), "{e}");
     // The archive as written still imports.
-    let r = lab
-        .command(&[
-            "restore",
-            "--import",
-            good.to_str().unwrap(),
-            "--name",
-            "imp",
-        ])
-        .env("DISTILL_STATE", &st2)
-        .output()
-        .unwrap();
+    let r = import_cmd(&lab, &st2, &good, "imp").output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }
 
