@@ -189,21 +189,15 @@ impl State {
         matches!((self.monitor_pid, self.monitor_start), (Some(p), Some(s)) if proc_start_time(p) == Some(s))
     }
 
-    /// The view after reconciling with /proc: a `running` container whose init is gone (or
-    /// whose pid now belongs to another process) and whose monitor is gone too is exited
-    /// with unknown status. A `created` container whose monitor is gone is exited too.
-    pub fn reconciled(mut self) -> Self {
-        let stale = match self.status {
+    /// True when /proc contradicts this view: a `running` container whose init is gone (or
+    /// whose pid now belongs to another process) and whose monitor is gone too, or a
+    /// `created` container whose monitor is gone.
+    fn looks_stale(&self) -> bool {
+        match self.status {
             Status::Running => !self.pid_alive() && !self.monitor_alive(),
             Status::Created => self.monitor_pid.is_some() && !self.monitor_alive(),
             Status::Exited | Status::Checkpointed => false,
-        };
-        if stale {
-            self.status = Status::Exited;
-            self.exit_unknown = true;
-            self.exit_code = None;
         }
-        self
     }
 }
 
@@ -405,7 +399,28 @@ impl StateRoot {
 
     /// The reconciled state of one container. Takes no lock.
     pub fn inspect(&self, name: &str) -> Result<State> {
-        Ok(self.read_raw(name)?.reconciled())
+        let s = self.read_raw(name)?;
+        self.reconcile(s)
+    }
+
+    /// The view of `s` (just read from the state of `s.name`) after reconciling with /proc: a
+    /// container that [looks stale](State::looks_stale) is exited with unknown status.
+    ///
+    /// A stale-looking state is read once more first: a monitor records the exit and only then
+    /// exits, so a state read just before that record and checked against /proc just after
+    /// it looks stale when it is not. The second read comes after the monitor was seen gone,
+    /// so it has whatever the monitor recorded; stale again, the monitor died without a word.
+    fn reconcile(&self, s: State) -> Result<State> {
+        if !s.looks_stale() {
+            return Ok(s);
+        }
+        let mut s = self.read_raw(&s.name)?;
+        if s.looks_stale() {
+            s.status = Status::Exited;
+            s.exit_unknown = true;
+            s.exit_code = None;
+        }
+        Ok(s)
     }
 
     /// Every container's reconciled state, sorted by creation time then name. Takes no
@@ -422,7 +437,12 @@ impl StateRoot {
                 continue;
             }
             match self.read_raw(&name) {
-                Ok(s) => out.push(s.reconciled()),
+                Ok(s) => match self.reconcile(s) {
+                    Ok(s) => out.push(s),
+                    // Removed between the two reads (an --rm container's exit).
+                    Err(StateError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                },
                 Err(StateError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -438,9 +458,9 @@ impl StateRoot {
     }
 
     /// Removes container `name` from the state root at once, leaving the (possibly large)
-    /// contents of its directory to [`Trash::purge`]: its `state.json` goes first (readers stop
-    /// seeing the container), then the directory is renamed into `<root>/.trash/`, which
-    /// frees the name for a new container in one step. Needs the lock. What a purge that never
+    /// contents of its directory to [`Trash::purge`]: the directory is renamed into
+    /// `<root>/.trash/`, which unlists the container and frees its name in one step. Needs
+    /// the lock. What a purge that never
     /// ran leaves behind (a killed process) is purged by the next one.
     pub fn unlist(&self, name: &str, _lock: &Lock) -> Result<Trash> {
         let dir = self.dir(name);
@@ -449,15 +469,18 @@ impl StateRoot {
             Err(e) if e.kind() != ErrorKind::AlreadyExists => Err(e),
             _ => Ok(()),
         };
-        let _ = fs::remove_file(dir.join("state.json"));
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let to = trash.join(format!("{name}.{}.{nanos}", std::process::id()));
+        // One rename takes the state and the directory away together: a reader never sees
+        // the name without state, nor a directory left behind once `inspect` says it is gone.
         if made.and_then(|()| fs::rename(&dir, &to)).is_err() {
             // No trash to move it to (a full or read-only state root...): delete it here,
-            // as before there was a trash, so that no nameless directory stays behind.
+            // state first (so that it is unlisted even if the rest fails), so that no
+            // nameless directory stays behind.
+            let _ = fs::remove_file(dir.join("state.json"));
             fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
         }
         Ok(Trash { dir: trash })
@@ -581,6 +604,54 @@ mod tests {
         s.pid_start = proc_start_time(std::process::id() as i32);
         root.write(&s, &lock).unwrap();
         assert_eq!(root.inspect("r").unwrap().status, Status::Running);
+    }
+
+    #[test]
+    fn an_exit_recorded_between_the_read_and_the_proc_check_is_not_lost() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(t.path()).unwrap();
+        let lock = root.create(&State::new(cfg("x"))).unwrap();
+        let dead = |n: usize| -> Vec<(Option<i32>, Option<u64>)> {
+            (0..n)
+                .map(|_| {
+                    let mut c = std::process::Command::new("true").spawn().unwrap();
+                    let pid = c.id() as i32;
+                    let start = proc_start_time(pid).or(Some(1));
+                    c.wait().unwrap();
+                    (Some(pid), start)
+                })
+                .collect()
+        };
+        let gone = dead(2);
+        // What a reader had read while the container ran: init and monitor, both gone by
+        // the time it looks at /proc...
+        let mut before = root.read_raw("x").unwrap();
+        before.status = Status::Running;
+        (before.pid, before.pid_start) = gone[0];
+        (before.monitor_pid, before.monitor_start) = gone[1];
+        // ...because meanwhile the monitor recorded the exit and exited.
+        let mut after = before.clone();
+        after.status = Status::Exited;
+        after.exit_code = Some(7);
+        root.write(&after, &lock).unwrap();
+        let r = root.reconcile(before.clone()).unwrap();
+        assert_eq!(
+            (r.status, r.exit_code, r.exit_unknown),
+            (Status::Exited, Some(7), false)
+        );
+        // Nothing recorded (the monitor was killed): exited, status unknown.
+        root.write(&before, &lock).unwrap();
+        let r = root.reconcile(before.clone()).unwrap();
+        assert_eq!(
+            (r.status, r.exit_code, r.exit_unknown),
+            (Status::Exited, None, true)
+        );
+        // Removed meanwhile (an --rm container): gone, and list skips it.
+        root.remove("x", &lock).unwrap();
+        assert!(matches!(
+            root.reconcile(before),
+            Err(StateError::NotFound(_))
+        ));
     }
 
     #[test]
