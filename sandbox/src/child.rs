@@ -160,9 +160,7 @@ enum OpKind {
         target: CString,
     },
     /// Hide a path if it exists: /dev/null over a file, an empty read-only tmpfs over a dir.
-    Mask {
-        null_fd: Cell<c_int>,
-    },
+    Mask,
     /// Make a path read-only (recursively) if it exists.
     ReadonlySelf,
 }
@@ -224,6 +222,9 @@ pub(crate) struct Plan<'a> {
     /// In the child: the first masked directory's (empty, read-only) tmpfs, cloned for the
     /// others (-1 until one is mounted).
     mask_dir: Cell<c_int>,
+    /// In the child: the host's /dev/null (`O_PATH`), cloned over each masked file that
+    /// exists (-1 when nothing is masked).
+    mask_null: Cell<c_int>,
     new_session: bool,
     desc_setsid: u32,
     /// Owns the strings `argv_ptrs` points to.
@@ -559,6 +560,7 @@ impl<'a> Plan<'a> {
             desc_join_cgroups: 0,
             premade: Vec::new(),
             mask_dir: Cell::new(-1),
+            mask_null: Cell::new(-1),
             new_session: spec.new_session,
             desc_setsid: 0,
             _argv: argv,
@@ -878,13 +880,7 @@ impl<'a> Plan<'a> {
             self.push_fs("/proc", c"proc", NOSUID | NODEV | NOEXEC, None, 0o555);
         }
         let mask = |plan: &mut Plan, p: &str| {
-            plan.push_op(
-                abs_target(p),
-                OpKind::Mask {
-                    null_fd: Cell::new(-1),
-                },
-                format!("mask {p}"),
-            )
+            plan.push_op(abs_target(p), OpKind::Mask, format!("mask {p}"))
         };
         if spec.proc == Proc::Masked {
             for p in PROC_MASKED {
@@ -1266,14 +1262,13 @@ impl Plan<'_> {
                         .map_err(setup(op.desc, STAGE_SOURCE))?;
                     src_fd.set(fd);
                 }
-                OpKind::Mask { null_fd } => {
-                    let fd = sys::open_tree(
-                        libc::AT_FDCWD,
-                        c"/dev/null",
-                        sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC,
-                    )
-                    .map_err(setup(op.desc, STAGE_SOURCE))?;
-                    null_fd.set(fd);
+                // Not a clone per masked path up front: a clone that ends up unused (the
+                // path does not exist, or is a directory) is dissolved when closed, and that
+                // waits for an RCU grace period (~100 us each here). Only the file is held.
+                OpKind::Mask if self.mask_null.get() < 0 => {
+                    let fd = sys::open(c"/dev/null", libc::O_PATH | libc::O_CLOEXEC)
+                        .map_err(setup(op.desc, STAGE_SOURCE))?;
+                    self.mask_null.set(fd);
                 }
                 _ => {}
             }
@@ -1372,14 +1367,10 @@ impl Plan<'_> {
                 sys::close(fd);
                 Ok(())
             }
-            OpKind::Mask { null_fd } => {
-                let null = null_fd.get();
+            OpKind::Mask => {
                 let fd = match resolve(root, t, Create::No) {
                     Ok(fd) => fd,
-                    Err(libc::ENOENT) => {
-                        sys::close(null);
-                        return Ok(());
-                    }
+                    Err(libc::ENOENT) => return Ok(()),
                     Err(e) => return Err(target_err(e)),
                 };
                 let r = match sys::is_dir(fd) {
@@ -1412,11 +1403,19 @@ impl Plan<'_> {
                         // The path now leads to the new mount's root.
                         .and_then(|()| resolve(root, t, Create::No))
                         .map(|top| self.mask_dir.set(top)),
-                    Ok(false) => sys::move_mount_fd(null, fd),
+                    Ok(false) => sys::open_tree(
+                        self.mask_null.get(),
+                        c"",
+                        sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32,
+                    )
+                    .and_then(|null| {
+                        let r = sys::move_mount_fd(null, fd);
+                        sys::close(null);
+                        r
+                    }),
                     Err(e) => Err(e),
                 };
                 sys::close(fd);
-                sys::close(null);
                 r.map_err(mount_err)
             }
             OpKind::ReadonlySelf => {
@@ -1602,11 +1601,34 @@ fn reset_signals() {
 /// per `create`, the last component. Returns an `O_PATH` descriptor of the result.
 fn resolve(root: c_int, t: &Target, create: Create) -> SysResult<c_int> {
     let n = t.prefixes.len();
-    let mut parent = -1;
-    for i in 0..n {
+    let symlink = matches!(create, Create::Symlink(_));
+    // Most targets exist (the /proc, /sys and /dev entries, the image's own directories) or
+    // lack only their last component: one lookup of the whole path, then of its parent, before
+    // walking it a component at a time (each of those lookups starts again at the root).
+    // `start`: the first component to walk; `missing`: it is known not to exist.
+    let (mut parent, start, missing) = match n {
+        0 => (-1, 0, false),
+        _ => match sys::open_in_root(root, &t.prefixes[n - 1], symlink) {
+            Ok(fd) => return check_symlink(fd, create),
+            Err(libc::ENOENT) if matches!(create, Create::No) => return Err(libc::ENOENT),
+            Err(libc::ENOENT) if n == 1 => (-1, 0, true),
+            Err(libc::ENOENT) => match sys::open_in_root(root, &t.prefixes[n - 2], false) {
+                Ok(fd) => (fd, n - 1, true),
+                Err(libc::ENOENT) => (-1, 0, false),
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        },
+    };
+    for i in start..n {
         let last = i + 1 == n;
-        let nofollow = last && matches!(create, Create::Symlink(_));
-        let fd = match sys::open_in_root(root, &t.prefixes[i], nofollow) {
+        let nofollow = last && symlink;
+        let found = if missing && i == start {
+            Err(libc::ENOENT)
+        } else {
+            sys::open_in_root(root, &t.prefixes[i], nofollow)
+        };
+        let fd = match found {
             Ok(fd) => fd,
             Err(libc::ENOENT) => {
                 let dir = if parent >= 0 { parent } else { root };
@@ -1645,29 +1667,34 @@ fn resolve(root: c_int, t: &Target, create: Create) -> SysResult<c_int> {
                 return Err(e);
             }
         };
-        if last {
-            if let Create::Symlink(to) = create {
-                // Accept an existing symlink only if it points where we want.
-                let mut buf = [0u8; 4096];
-                let len = unsafe {
-                    libc::readlinkat(
-                        fd,
-                        c"".as_ptr(),
-                        buf.as_mut_ptr().cast::<c_char>(),
-                        buf.len(),
-                    )
-                };
-                if len < 0 || &buf[..len as usize] != to.to_bytes() {
-                    sys::close(fd);
-                    sys::close(parent);
-                    return Err(libc::EEXIST);
-                }
-            }
-        }
         sys::close(parent);
+        if last {
+            return check_symlink(fd, create);
+        }
         parent = fd;
     }
     Ok(parent)
+}
+
+/// `fd` (the resolved target) as the result of [`resolve`]: for `Create::Symlink`, an existing
+/// symlink is accepted only if it points where we want.
+fn check_symlink(fd: c_int, create: Create) -> SysResult<c_int> {
+    if let Create::Symlink(to) = create {
+        let mut buf = [0u8; 4096];
+        let len = unsafe {
+            libc::readlinkat(
+                fd,
+                c"".as_ptr(),
+                buf.as_mut_ptr().cast::<c_char>(),
+                buf.len(),
+            )
+        };
+        if len < 0 || &buf[..len as usize] != to.to_bytes() {
+            sys::close(fd);
+            return Err(libc::EEXIST);
+        }
+    }
+    Ok(fd)
 }
 
 /// Creates in the host directory `root` (resolved inside it, like [`spawn`] does) each
