@@ -1632,29 +1632,32 @@ fn resolve(root: c_int, t: &Target, create: Create) -> SysResult<c_int> {
             Ok(fd) => fd,
             Err(libc::ENOENT) => {
                 let dir = if parent >= 0 { parent } else { root };
+                let name = &t.names[i];
+                // What we just created is opened by name in `dir`, not followed: it is ours.
+                let own = |made: SysResult<()>| {
+                    made.and_then(|()| sys::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0))
+                };
                 let r = match (last, create) {
-                    (false, _) => sys::mkdirat(dir, &t.names[i], 0o755),
-                    (true, Create::Dir(mode)) => sys::mkdirat(dir, &t.names[i], mode),
+                    (false, _) => own(sys::mkdirat(dir, name, 0o755)),
+                    (true, Create::Dir(mode)) => own(sys::mkdirat(dir, name, mode)),
+                    // (A new empty file: its descriptor serves as the mount target.)
                     (true, Create::File) => sys::openat(
                         dir,
-                        &t.names[i],
-                        libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW,
+                        name,
+                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW,
                         0o644,
-                    )
-                    .map(sys::close),
-                    (true, Create::Symlink(to)) => sys::symlinkat(to, dir, &t.names[i]),
+                    ),
+                    (true, Create::Symlink(to)) => own(sys::symlinkat(to, dir, name)),
                     (true, Create::No) => Err(libc::ENOENT),
                 };
-                match r {
-                    Ok(()) | Err(libc::EEXIST) => {}
-                    Err(e) => {
-                        sys::close(parent);
-                        return Err(e);
-                    }
-                }
                 // mkdirat's mode is not affected by our umask (0), but tmpfs/sticky bits are
-                // applied by the kernel as given.
-                match sys::open_in_root(root, &t.prefixes[i], nofollow) {
+                // applied by the kernel as given. Something there already (made meanwhile, or
+                // a dangling symlink) is resolved in the root like any existing path.
+                let r = match r {
+                    Err(libc::EEXIST) => sys::open_in_root(root, &t.prefixes[i], nofollow),
+                    r => r,
+                };
+                match r {
                     Ok(fd) => fd,
                     Err(e) => {
                         sys::close(parent);
