@@ -1506,8 +1506,9 @@ impl Runtime {
         // A checkpoint (without --leave-running) ends the container on purpose and records
         // `checkpointed` itself, holding the lock until it has: that is not an exit to
         // record, nor one that removes an --rm container. The cgroup goes either way (all
-        // controllers: an update may have added some), under the lock, so that a restore
-        // cannot create it again meanwhile.
+        // controllers: an update may have added some): renamed out of the way under the lock,
+        // so that a restore or a new container of that name never meets it, and deleted
+        // after the exit is reported.
         //
         // The init can be reaped only after `checkpoint` has returned and a `restore` (or an
         // `rm`) has taken the container over: the monitor then acts only while the state
@@ -1517,11 +1518,13 @@ impl Runtime {
         let me = unsafe { libc::getpid() };
         // The exit (or the removal of an --rm container) is recorded under the same lock.
         let mut trash = None;
+        let mut retired = None;
         let checkpointed = {
             let lock = self.state.lock(name);
             match (&lock, self.state.read_raw(name)) {
                 (Ok(lock), Ok(mut s)) if s.monitor_pid == Some(me) => {
-                    let _ = cg_full.remove();
+                    // Out of the way under the lock; deleted once the exit is reported.
+                    retired = Some(cg_full.retire());
                     if s.status == Status::Checkpointed {
                         s.monitor_pid = None;
                         s.monitor_start = None;
@@ -1552,6 +1555,9 @@ impl Runtime {
                 mon.event("checkpointed");
             }
             say(&mut status, "X 0\n");
+            if let Some(r) = retired {
+                let _ = r.remove();
+            }
             unsafe { libc::_exit(0) }
         }
         // After the state is committed, so a reader that sees `exited` finds it recorded.
@@ -1565,6 +1571,9 @@ impl Runtime {
         }
         say(&mut status, &format!("X {code}\n"));
         drop(status);
+        if let Some(r) = retired {
+            let _ = r.remove();
+        }
         if let Some(t) = trash {
             // The files go in the background, in a process of their own at idle priority:
             // the caller, woken by the code just written and likely placed on this CPU, runs

@@ -340,3 +340,58 @@ fn a_cgroup_in_use_is_refused_and_left_alone() {
     std::thread::sleep(Duration::from_millis(50));
     needed.remove().unwrap();
 }
+
+#[test]
+fn a_retired_cgroup_frees_its_name_at_once_and_goes_on_remove() {
+    let h = distill_runtime::Hierarchy::detect().unwrap();
+    let name = common::name("retire");
+    let cg = h.cgroup(&name);
+    let needed = cg.needed(&Limits::default()).unwrap();
+    needed.create().unwrap();
+    let paths = needed.paths();
+    assert!(!paths.is_empty() && paths.iter().all(|p| p.exists()));
+    let retired = cg.retire();
+    // The name is free: nothing at the old paths, and a new cgroup of that name can be made
+    // while the old directories still wait for their removal.
+    assert!(paths.iter().all(|p| !p.exists()), "{paths:?}");
+    needed.create().unwrap();
+    assert!(paths.iter().all(|p| p.exists()));
+    let hidden = |p: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let parent = p.parent().unwrap();
+        let prefix = format!(".{}.gone.", p.file_name().unwrap().to_str().unwrap());
+        std::fs::read_dir(parent)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect()
+    };
+    if h.is_v1() {
+        assert!(
+            paths.iter().all(|p| hidden(p).len() == 1),
+            "renamed aside on v1"
+        );
+    }
+    retired.remove().unwrap();
+    assert!(paths.iter().all(|p| hidden(p).is_empty()), "removed");
+    // The new cgroup is untouched by the old one's removal.
+    assert!(paths.iter().all(|p| p.exists()));
+    cg.remove().unwrap();
+    assert!(paths.iter().all(|p| !p.exists()));
+}
+
+/// v2 cannot rename a cgroup: retiring one removes it in place.
+#[test]
+fn a_retired_v2_cgroup_is_removed_in_place() {
+    let h = distill_runtime::Hierarchy::detect().unwrap();
+    let Some(v2) = h.v2.clone() else {
+        return; // no cgroup2 mount on this host
+    };
+    let h2 = distill_runtime::Hierarchy::v2_at(v2);
+    let cg = h2.cgroup(&common::name("v2retire"));
+    cg.create().unwrap();
+    assert!(cg.paths().iter().all(|p| p.exists()));
+    let retired = cg.retire();
+    assert!(cg.paths().iter().all(|p| !p.exists()));
+    retired.remove().unwrap();
+}
