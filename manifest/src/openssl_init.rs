@@ -15,7 +15,7 @@
 //!   reports its own errors), so they were loaded for nothing.
 //! - Configuration: the trust decision on a manifest does not depend on an ambient
 //!   `openssl.cnf` or `OPENSSL_CONF` of the machine it runs on; the same signed manifest
-//!   verifies the same everywhere. (The vendored OpenSSL's file does not exist anyway.)
+//!   verifies the same everywhere.
 
 use std::ffi::{c_int, c_void};
 

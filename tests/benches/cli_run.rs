@@ -1,5 +1,5 @@
 //! The container figures of issue 5 as a user pays for them: the real `distill` binary
-//! (`target/release/distill`, built by `scripts/bench`) against bubblewrap and runc on the
+//! (`target/<host triple>/release/distill`, built by `scripts/bench`) against bubblewrap and runc on the
 //! same image root, interleaved so that all see the same machine load. `runtime/benches/figures.rs`
 //! measures the runtime library itself (and runc); the difference between the two is the
 //! command's own cost: process start, argument parsing, image lookup and the log daemon.
