@@ -665,6 +665,17 @@ impl Monitor<'_> {
     }
 }
 
+/// The container's init as its monitor supervises it.
+struct Init {
+    pid: i32,
+    /// Its start time (clock ticks), if it could be read.
+    start: Option<u64>,
+    /// The event that says it runs (`started`, `restored`).
+    event: &'static str,
+    /// Its mount namespace, held until the exit is reported ([`hold_mount_ns`]).
+    mnt_ns: Option<File>,
+}
+
 /// Opens the mount namespace of the container's init `pid` for the monitor to hold until it
 /// has reported the exit. The last process leaving a mount namespace tears it down (every
 /// mount of the container's root, and an RCU grace period) before its parent learns of its
@@ -1418,10 +1429,13 @@ impl Runtime {
                     Ok(p) => p,
                     Err(e) => finish_failed(&mut status, e, true),
                 };
-                let mnt_ns = hold_mount_ns(pid);
-                let start = state::proc_start_time(pid);
-                let st = (pid, start, "restored");
-                self.monitor_supervise(cfg, st, mnt_ns, &cg, &cg_full, status, &mon)
+                let init = Init {
+                    mnt_ns: hold_mount_ns(pid),
+                    pid,
+                    start: state::proc_start_time(pid),
+                    event: "restored",
+                };
+                self.monitor_supervise(cfg, init, &cg, &cg_full, status, &mon)
             }
         };
         let (mut child, child_pid) = if self.cgroups.is_v1() {
@@ -1477,8 +1491,13 @@ impl Runtime {
             let _ = child.wait();
             finish_failed(&mut status, e.to_string(), true);
         }
-        let st = (child_pid, child_start, "started");
-        self.monitor_supervise(cfg, st, mnt_ns, &cg, &cg_full, status, &mon)
+        let init = Init {
+            pid: child_pid,
+            start: child_start,
+            event: "started",
+            mnt_ns,
+        };
+        self.monitor_supervise(cfg, init, &cg, &cg_full, status, &mon)
     }
 
     /// The rest of the monitor's life once the container's init runs (started or restored,
@@ -1487,13 +1506,18 @@ impl Runtime {
     fn monitor_supervise(
         &self,
         cfg: &ContainerConfig,
-        (child, child_start, started): (i32, Option<u64>, &str),
-        mnt_ns: Option<File>,
+        init: Init,
         cg: &cgroup::Cgroup,
         cg_full: &cgroup::Cgroup,
         mut status: File,
         mon: &Monitor<'_>,
     ) -> ! {
+        let Init {
+            pid: child,
+            start: child_start,
+            event: started,
+            mnt_ns,
+        } = init;
         let name = &cfg.name;
         let _ = mon.record(&|s: &mut State| {
             s.status = Status::Running;
