@@ -27,9 +27,10 @@
 //!
 //! The process gets Docker's default capabilities, `no_new_privs`, the Docker-like seccomp
 //! filter ([`distill_sandbox::SeccompFilter::docker_default`]) unless disabled, RLIMIT_NOFILE
-//! 2^20, umask 022 and the supplementary groups `[gid]`. Its cgroup namespace is created after
-//! the monitor moved it into its cgroup (so the container sees that cgroup as `/`), and the
-//! monitor's cgroup work overlaps the container's mounts ([`Spec::return_early`]).
+//! 2^20, umask 022 and the supplementary groups `[gid]`. Its cgroup namespace is created once
+//! it is in its cgroup (so the container sees that cgroup as `/`): on v1 it moves itself in
+//! first thing, on v2 the monitor moves it while it builds its root and then releases it
+//! ([`Spec::return_early`], [`Spec::wait_for_parent`]).
 
 use std::ffi::OsString;
 use std::fs;
@@ -285,8 +286,12 @@ impl Prepared {
     }
 
     /// The container's init moves itself into the cgroup of these (v1 `tasks` files opened
-    /// by [`crate::cgroup::Cgroup::tasks_files`]) first thing after clone.
+    /// by [`crate::cgroup::Cgroup::tasks_files`], limits already written) first thing after
+    /// clone. It then has nothing to wait for: it makes its cgroup namespace once its root is
+    /// built and runs the program without the READY/release exchange with the monitor
+    /// (two wake-ups across CPUs on the way to `execve`).
     pub fn join_cgroups(&mut self, tasks: Vec<OwnedFd>) {
+        self.spec.wait_for_parent = tasks.is_empty();
         self.spec.join_cgroups = tasks;
     }
 
@@ -309,9 +314,10 @@ impl Prepared {
 
     /// Clones the container's init with `stdio` (stdin, stdout, stderr), which moves itself
     /// into its cgroup first (see [`Prepared::join_cgroups`]). Call it in the
-    /// monitor process (it raises that process's RLIMIT_NOFILE). Returns right away:
-    /// the init builds its root while the caller applies its limits, then waits for
-    /// [`Child::release`] (which reports any setup or exec failure).
+    /// monitor process (it raises that process's RLIMIT_NOFILE). Returns right away: the init
+    /// builds its root meanwhile and, on v2, waits for [`Child::release`] while the caller
+    /// puts it into its cgroup; on v1 it goes on to the program. `release` reports the exec,
+    /// or any setup or exec failure, either way.
     pub fn spawn(&mut self, stdio: [OwnedFd; 3]) -> Result<Child, SandboxError> {
         let n = init_nofile();
         self.spec.rlimits = vec![(Resource::RLIMIT_NOFILE, n, n)];

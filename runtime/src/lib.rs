@@ -1164,7 +1164,8 @@ impl Runtime {
     }
 
     /// v1: checks that the container's cgroup is not in use, creates the directories its
-    /// limits need and opens their `tasks` files for its init to move itself in.
+    /// limits need, writes the limits and opens the `tasks` files for its init to move
+    /// itself in.
     fn make_v1_cgroup(&self, cfg: &ContainerConfig) -> Result<Vec<OwnedFd>> {
         let cg = self.cgroup(&cfg.name);
         if let Ok(procs) = cg.procs() {
@@ -1176,7 +1177,10 @@ impl Runtime {
             }
         }
         let needed = cg.needed(&cfg.limits)?;
-        let made = needed.create().and_then(|()| needed.tasks_files());
+        let made = needed
+            .create()
+            .and_then(|()| needed.apply(&cfg.limits))
+            .and_then(|()| needed.tasks_files());
         made.map_err(|e| {
             // Whatever part of it was made.
             let _ = needed.remove();
@@ -1439,11 +1443,9 @@ impl Runtime {
             }
         };
         let (mut child, child_pid) = if self.cgroups.is_v1() {
-            // v1: the container's init moves itself into its cgroup (made by `start`) first
-            // thing after clone (`Spec::join_cgroups`): a one-thread self-move skips the RCU
-            // grace period that moving another process waits for. Limits are applied
-            // meanwhile, while it builds its root; it runs nothing of the image before
-            // `release`.
+            // v1: the container's init moves itself into its cgroup (made, with its limits,
+            // by `start`) first thing after clone (`Spec::join_cgroups`): a one-thread
+            // self-move skips the RCU grace period that moving another process waits for.
             if !prepared.has_cgroup() {
                 finish_failed(
                     &mut status,
@@ -1451,15 +1453,11 @@ impl Runtime {
                     true,
                 );
             }
-            let mut child = match prepared.spawn(stdio_fds) {
+            let child = match prepared.spawn(stdio_fds) {
                 Ok(c) => c,
                 Err(e) => finish_failed(&mut status, e.to_string(), true),
             };
             let child_pid = child.pid().as_raw();
-            if let Err(e) = cg.apply(&cfg.limits) {
-                kill_child(&mut child);
-                finish_failed(&mut status, e.to_string(), true);
-            }
             (child, child_pid)
         } else {
             // v2: the sandbox builds the container's root while the cgroup is created and the

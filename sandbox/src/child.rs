@@ -609,12 +609,6 @@ impl<'a> Plan<'a> {
             plan.cpus = sys::cpus_and_others().map(Box::new);
             plan.desc_cpus = plan.desc("take back the CPU set of the caller".into());
         }
-        if spec.return_early && !spec.wait_for_parent {
-            return Err(invalid(
-                "return_early",
-                "is set without wait_for_parent; set wait_for_parent too",
-            ));
-        }
         if let Some(f) = &spec.seccomp {
             let max = crate::seccomp::BPF_MAXINSNS;
             if f.instructions().is_empty() || f.instructions().len() > max {
@@ -722,10 +716,12 @@ impl<'a> Plan<'a> {
             flags |= libc::CLONE_NEWIPC;
         }
         if spec.cgroup_ns_after_release {
-            if !ns.cgroup || !spec.wait_for_parent {
+            // A cgroup to enter first: the parent's move (before the release) or its own.
+            let entered = spec.wait_for_parent || !spec.join_cgroups.is_empty();
+            if !ns.cgroup || !entered {
                 return Err(invalid(
                     "cgroup_ns_after_release",
-                    "needs namespaces.cgroup and wait_for_parent; set both",
+                    "needs namespaces.cgroup and a cgroup to enter first (wait_for_parent, or join_cgroups); set them",
                 ));
             }
             self.cgroup_late = Some(self.desc("create the cgroup namespace".into()));

@@ -132,15 +132,17 @@ pub struct Spec {
     /// joined) and before rlimits, cwd, ids, capabilities, no_new_privs, stdio, seccomp,
     /// `pre_exec` and `execve`; errors of those steps are returned by `release`.
     pub wait_for_parent: bool,
-    /// With `wait_for_parent`: [`spawn`] returns right after `clone`, so the caller's work
-    /// before [`Child::release`] (a cgroup move costs an RCU grace period) overlaps the
-    /// child's mounts. Setup errors are then reported by `release` instead of `spawn`. The
-    /// child starts on another CPU than the caller's (if it may use one), so that the two do
-    /// overlap; it takes the caller's CPU set back once released.
+    /// [`spawn`] returns right after `clone`, so the caller's work meanwhile (with
+    /// `wait_for_parent`, before [`Child::release`]: a cgroup move costs an RCU grace period)
+    /// overlaps the child's mounts. Setup errors (and, without `wait_for_parent`, the exec)
+    /// are then reported by `release` instead of `spawn`. The child starts on another CPU than
+    /// the caller's (if it may use one), so that the two do overlap; it takes the caller's CPU
+    /// set back before it runs the program.
     pub return_early: bool,
-    /// Create the cgroup namespace (`namespaces.cgroup`) after [`Child::release`] instead of
-    /// at `clone`, so the process sees the cgroup the parent moved it into as `/`. Needs
-    /// `wait_for_parent`; ignored by [`spawn_in`] (which joins the target's namespace).
+    /// Create the cgroup namespace (`namespaces.cgroup`) once the child's world is complete
+    /// instead of at `clone`, so the process sees as `/` the cgroup it was put into: by the
+    /// parent before [`Child::release`] (needs `wait_for_parent`), or by itself
+    /// ([`Spec::join_cgroups`]). Ignored by [`spawn_in`] (which joins the target's namespace).
     pub cgroup_ns_after_release: bool,
 }
 
@@ -575,15 +577,20 @@ impl Child {
     }
 
     /// Let a child spawned with [`Spec::wait_for_parent`] continue to `pre_exec` and
-    /// `execve`; returns once it has exec'd, or the error that prevented it. No-op otherwise.
+    /// `execve`; returns once it has exec'd, or the error that prevented it. For a child
+    /// spawned with [`Spec::return_early`] alone, only waits for that outcome. No-op otherwise.
     pub fn release(&mut self) -> Result<(), SandboxError> {
-        if self.release.is_none() {
+        if self.release.is_none() && !self.ready_pending {
             return Ok(());
         }
         if std::mem::take(&mut self.ready_pending) {
             // Wait for the end of the setup first: writing to a child that already failed
             // would raise SIGPIPE.
             if let Some(report) = self.report.take() {
+                if self.release.is_none() {
+                    // Nothing to release: what comes is the exec (or why it failed).
+                    return self.read_report(report, false);
+                }
                 match child::read_report(report.as_raw_fd()) {
                     Err(errno) => {
                         return Err(SandboxError::os("read sandbox report pipe", errno));

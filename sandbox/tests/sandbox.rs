@@ -776,12 +776,42 @@ fn return_early_reports_setup_errors_from_release() {
         "ran\n"
     );
 
-    let mut spec = busybox_spec(&["true"]);
+    // Without wait_for_parent there is nothing to release: `release` waits for the exec, or
+    // says what prevented it (a setup step, or the exec itself).
+    let mut spec = busybox_spec(&["sh", "-c", "echo alone > /out/y"]);
+    spec.mounts.push(Mount::Bind {
+        src: dir.path().into(),
+        dst: "/out".into(),
+        readonly: false,
+        recursive: false,
+    });
     spec.return_early = true;
-    assert!(spawn(&spec)
-        .unwrap_err()
-        .to_string()
-        .contains("return_early"));
+    let mut child = spawn(&spec).unwrap();
+    assert!(!child.is_waiting());
+    child.release().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("y")).unwrap(),
+        "alone\n"
+    );
+    let mut spec = busybox_spec(&["true"]);
+    spec.root = Root::Dir(root.path().into());
+    spec.mounts.push(Mount::Tmpfs {
+        dst: "/file/below".into(),
+        size: None,
+        mode: 0o755,
+    });
+    spec.return_early = true;
+    let e = spawn(&spec).unwrap().release().unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("mount tmpfs at /file/below: create mount point"),
+        "{e}"
+    );
+    let mut spec = busybox_spec(&["/no/such/program"]);
+    spec.return_early = true;
+    let e = spawn(&spec).unwrap().release().unwrap_err();
+    assert!(e.to_string().contains("/no/such/program"), "{e}");
 }
 
 #[test]
@@ -1008,14 +1038,33 @@ fn join_cgroups_moves_the_child_in_before_it_runs() {
         .write(true)
         .open(cg.join(tasks))
         .unwrap();
+    let again = f.try_clone().unwrap();
     let (st, out, err) = sh("cat /proc/self/cgroup", |s| {
         s.proc = Proc::Mount;
         s.join_cgroups = vec![f.into()];
     });
-    let _ = std::fs::remove_dir(&cg);
     assert!(st.success(), "{st} {err}");
     let line = out.lines().find(|l| l.contains(key)).unwrap_or_default();
     assert!(line.contains("distill-sandbox-join"), "{out}");
+    // With a cgroup namespace made once it is in (no wait_for_parent needed), that cgroup
+    // is its root; and the whole setup runs without waiting for the caller.
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut spec = busybox_spec(&["cat", "/proc/self/cgroup"]);
+    spec.proc = Proc::Mount;
+    spec.namespaces.cgroup = true;
+    spec.cgroup_ns_after_release = true;
+    spec.return_early = true;
+    spec.join_cgroups = vec![again.into()];
+    spec.stdout = Stdio::Fd(out_w);
+    let mut child = spawn(&spec).unwrap();
+    spec.stdout = Stdio::Inherit;
+    child.release().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(out_r), &mut out).unwrap();
+    assert!(child.wait().unwrap().success(), "{out}");
+    let _ = std::fs::remove_dir(&cg);
+    let line = out.lines().find(|l| l.contains(key)).unwrap_or_default();
+    assert!(line.ends_with(":/"), "{out}");
 }
 
 #[test]
