@@ -1394,7 +1394,7 @@ impl Runtime {
         let stdio_fds = stdio.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
         // (A new v1 container's cgroup was checked and made by `start`.)
         let made = matches!(launch, Launch::Run(p) if p.has_cgroup());
-        if let (false, Ok(procs)) = (made, cg.procs()) {
+        if let Some(Ok(procs)) = (!made).then(|| cg.procs()) {
             if !procs.is_empty() {
                 finish_failed(
                     &mut status,

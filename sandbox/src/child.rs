@@ -825,15 +825,21 @@ impl<'a> Plan<'a> {
                 Some("mode=0755"),
                 0o755,
             );
+            // Device nodes, not directories: no need to look (a missing one fails to open in
+            // the child, with the same description).
             for n in DEV_NODES {
                 let host = format!("/dev/{n}");
-                self.push_bind(
-                    Path::new(&host),
+                self.push_op(
                     abs_target(&host),
-                    false,
-                    false,
+                    OpKind::Bind {
+                        src: CString::new(host.as_str()).expect("no NUL"),
+                        src_fd: Cell::new(-1),
+                        file: true,
+                        readonly: false,
+                        recursive: false,
+                    },
                     format!("bind mount {host} at {host}"),
-                )?;
+                );
             }
             self.push_fs(
                 "/dev/pts",
