@@ -4,6 +4,15 @@
 //!
 //! The command line is clap's derive; it is on the path of every `run`, so [`parse`] builds
 //! only the arguments of the subcommand invoked (`defer`) and never frees what it built.
+//!
+//! For the same reason the binary has its own C `main` (`no_main`) instead of std's: std's
+//! runtime set-up finds the main thread's stack by reading `/proc/self/maps` and installs a
+//! stack-overflow handler on an alternate stack, ~55 us of every command (a static binary
+//! that only exits: 0.51 ms with std's `main`, 0.46 ms without). `main` below does what of it
+//! distill relies on: standard descriptors open, SIGPIPE ignored, a panic exits 101. A stack
+//! overflow is then a plain SIGSEGV, without std's message.
+
+#![cfg_attr(not(test), no_main)]
 
 mod checkpoint_cmd;
 mod container_cmd;
@@ -14,7 +23,6 @@ mod store_cmd;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -278,7 +286,51 @@ fn refused(error: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
-fn main() -> ExitCode {
+/// The process entry point (see the crate documentation for why it is not std's).
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    open_standard_fds();
+    // SAFETY: setting a signal's disposition; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // (The panic hook has printed the message; 101 is std's exit code for a panic.)
+    let code = std::panic::catch_unwind(distill_main).unwrap_or(101);
+    // Flushes standard output, as returning from std's `main` would.
+    std::process::exit(i32::from(code))
+}
+
+/// Makes sure descriptors 0, 1 and 2 are open (on /dev/null if not), as std's runtime does, so
+/// that no file distill opens becomes its standard input or output by accident.
+#[cfg(not(test))]
+fn open_standard_fds() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: poll on three valid pollfd entries; open of a constant path.
+    unsafe {
+        while libc::poll(fds.as_mut_ptr(), 3, 0) < 0 {
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return;
+            }
+        }
+        for p in fds {
+            if p.revents & libc::POLLNVAL != 0
+                && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) < 0
+            {
+                libc::abort();
+            }
+        }
+    }
+}
+
+/// What `distill` does: parse, run, report. Returns the exit code.
+#[cfg_attr(test, allow(dead_code))]
+fn distill_main() -> u8 {
     let mut cli = parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
     if logs_through_dependencies(&cli.command) {
         init_logging();
@@ -292,10 +344,10 @@ fn main() -> ExitCode {
         cli.state = abs;
     }
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(f) => {
             eprintln!("distill: {}", error_line(&f.error));
-            ExitCode::from(f.code)
+            f.code
         }
     }
 }
