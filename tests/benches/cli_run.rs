@@ -24,10 +24,15 @@ fn ms(d: Duration) -> String {
     format!("{:7.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// Runs `c` once and returns its wall time. Each run starts after a short pause: what a
+/// command leaves to finish after it exits (distill's clean-up after the exit is reported,
+/// runc's and bubblewrap's namespaces torn down by the kernel) must not land in the
+/// next tool's measurement.
 fn time(mut c: Command) -> Duration {
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    std::thread::sleep(Duration::from_millis(5));
     let t = Instant::now();
     let st = c.status().expect("spawn");
     let d = t.elapsed();
@@ -118,15 +123,21 @@ fn main() {
         ]));
     }
     let (mut dv, mut bv, mut rv) = (Vec::new(), Vec::new(), Vec::new());
+    // The order rotates, so that each tool follows each other one equally often (runc leaves
+    // the most work to the kernel after it exits).
     for i in 0..N {
-        dv.push(time(run()));
-        bv.push(time(bwrap()));
-        rv.push(time(runc(&[
-            "run",
-            "-b",
-            bundle.to_str().unwrap(),
-            &format!("r{i}"),
-        ])));
+        for k in 0..3 {
+            match (i + k) % 3 {
+                0 => dv.push(time(run())),
+                1 => bv.push(time(bwrap())),
+                _ => rv.push(time(runc(&[
+                    "run",
+                    "-b",
+                    bundle.to_str().unwrap(),
+                    &format!("r{i}"),
+                ]))),
+            }
+        }
     }
     let (d, b, r) = (median(dv), median(bv), median(rv));
     println!("run --rm /bin/true, median of {N}, interleaved, same root:");
