@@ -288,10 +288,15 @@ impl Prepared {
     /// The container's init moves itself into the cgroup of these (v1 `tasks` files opened
     /// by [`crate::cgroup::Cgroup::tasks_files`], limits already written) first thing after
     /// clone. It then has nothing to wait for: it makes its cgroup namespace once its root is
-    /// built and runs the program without the READY/release exchange with the monitor
-    /// (two wake-ups across CPUs on the way to `execve`).
+    /// built and runs the program without the READY/release exchange with the monitor (two
+    /// wake-ups across CPUs on the way to `execve`). And since the monitor then has nothing
+    /// to do until the program runs, the init borrows the monitor's memory until its
+    /// `execve` ([`distill_sandbox::Spec::vfork`]) instead of copying it.
     pub fn join_cgroups(&mut self, tasks: Vec<OwnedFd>) {
-        self.spec.wait_for_parent = tasks.is_empty();
+        let own = !tasks.is_empty();
+        self.spec.wait_for_parent = !own;
+        self.spec.return_early = !own;
+        self.spec.vfork = own;
         self.spec.join_cgroups = tasks;
     }
 
@@ -314,10 +319,10 @@ impl Prepared {
 
     /// Clones the container's init with `stdio` (stdin, stdout, stderr), which moves itself
     /// into its cgroup first (see [`Prepared::join_cgroups`]). Call it in the
-    /// monitor process (it raises that process's RLIMIT_NOFILE). Returns right away: the init
-    /// builds its root meanwhile and, on v2, waits for [`Child::release`] while the caller
-    /// puts it into its cgroup; on v1 it goes on to the program. `release` reports the exec,
-    /// or any setup or exec failure, either way.
+    /// monitor process (it raises that process's RLIMIT_NOFILE). On v2 it returns right away:
+    /// the init builds its root meanwhile and waits for [`Child::release`] while the caller
+    /// puts it into its cgroup; `release` reports the exec or any failure. On v1 it returns
+    /// once the program runs, or with what prevented it.
     pub fn spawn(&mut self, stdio: [OwnedFd; 3]) -> Result<Child, SandboxError> {
         let n = init_nofile();
         self.spec.rlimits = vec![(Resource::RLIMIT_NOFILE, n, n)];

@@ -1323,6 +1323,7 @@ impl Runtime {
         status_fd: RawFd,
         events: Option<&Logd>,
     ) -> ! {
+        distill_sandbox::tmark("monitor start");
         let mon = Monitor {
             rt: self,
             name: &cfg.name,
@@ -1477,7 +1478,8 @@ impl Runtime {
             }
             (child, child_pid)
         };
-        // (Before the release: the init cannot have exited yet.)
+        // (On v2 before the release: the init cannot have exited yet. On v1 it has just
+        // exec'd; a program that is gone already leaves nothing to hold.)
         let mnt_ns = hold_mount_ns(child_pid);
         let child_start = state::proc_start_time(child_pid);
         if let Err(e) = record_monitor(cg.paths()) {

@@ -240,6 +240,8 @@ pub(crate) struct Plan<'a> {
     desc_seccomp: u32,
     wait_for_parent: bool,
     return_early: bool,
+    /// `CLONE_VM | CLONE_VFORK` ([`crate::Spec::vfork`]).
+    vfork: bool,
     /// With `return_early`: the caller's CPU set (given back to the child once released) and
     /// the same without the caller's CPU (where the child is sent after clone).
     cpus: Option<Box<(libc::cpu_set_t, libc::cpu_set_t)>>,
@@ -575,6 +577,7 @@ impl<'a> Plan<'a> {
             desc_seccomp: 0,
             wait_for_parent: spec.wait_for_parent,
             return_early: spec.return_early,
+            vfork: spec.vfork,
             cpus: None,
             desc_cpus: 0,
             cgroup_late: None,
@@ -605,6 +608,12 @@ impl<'a> Plan<'a> {
             "install the seccomp filter (without no_new_privs it needs CAP_SYS_ADMIN; set no_new_privs)".into()
         });
         plan.desc_dumpable = plan.desc("set PR_SET_DUMPABLE 0".into());
+        if spec.vfork && (spec.wait_for_parent || spec.return_early || spec.pre_exec.is_some()) {
+            return Err(invalid(
+                "vfork",
+                "is set with wait_for_parent, return_early or pre_exec, which need the caller to run while the child waits; unset one",
+            ));
+        }
         if spec.return_early {
             plan.cpus = sys::cpus_and_others().map(Box::new);
             plan.desc_cpus = plan.desc("take back the CPU set of the caller".into());
@@ -1005,15 +1014,28 @@ impl<'a> Plan<'a> {
                 SandboxError::os("join the target's pid namespace (for children)", e)
             })?;
         }
-        let pid = unsafe {
-            libc::clone(
-                child_main,
-                top,
-                self.clone_flags | libc::SIGCHLD,
-                &self as *const Plan as *mut c_void,
-            )
-        };
+        let mut flags = self.clone_flags | libc::SIGCHLD;
+        // (With vfork: no handler of ours may run in the child, on our memory, before it has
+        // reset them all; it starts with every signal blocked.)
+        let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        if self.vfork {
+            flags |= libc::CLONE_VM | libc::CLONE_VFORK;
+            // SAFETY: a full set, and a place for the old mask.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old_mask);
+            }
+        }
+        // SAFETY: `child_main` runs on its own stack and never returns (it execs or _exits);
+        // with vfork, this thread waits until then and the stack outlives it.
+        let pid =
+            unsafe { libc::clone(child_main, top, flags, &self as *const Plan as *mut c_void) };
         let clone_errno = sys::errno();
+        if self.vfork {
+            // SAFETY: restores the mask saved above.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+        }
         if let Some((_, own)) = pid_ns {
             if let Err(e) = sys::setns(own.as_raw_fd(), libc::CLONE_NEWPID) {
                 if pid > 0 {
@@ -1097,7 +1119,8 @@ fn setup(desc: u32, stage: u32) -> impl Fn(i32) -> Fail {
 }
 
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
-    // SAFETY: the parent passed a pointer to a Plan that lives in our copy of its memory.
+    // SAFETY: the parent passed a pointer to a Plan that lives in our copy of its memory (or,
+    // with vfork, in its memory itself, which it does not use until we exec or exit).
     let plan = unsafe { &*(arg as *const Plan) };
     let Fail(report) = plan.child();
     if report.step != 0 {
@@ -1587,15 +1610,17 @@ impl Plan<'_> {
 }
 
 fn reset_signals() {
+    // Handlers first, then the mask: a vfork child starts with every signal blocked, and
+    // none of the caller's handlers may run in it (on the caller's memory).
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         for sig in 1..libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
 

@@ -1088,3 +1088,80 @@ fn return_early_child_gets_the_callers_cpu_set() {
     assert!(child.wait().unwrap().success(), "{out}");
     assert_eq!(status_field(&out, "Cpus_allowed_list"), mine, "{out}");
 }
+
+#[test]
+fn vfork_child_builds_its_world_and_leaves_the_caller_intact() {
+    if !have_busybox() {
+        return;
+    }
+    // The caller's state after a vfork child that mounted, resolved and exec'd: its heap,
+    // its signal mask and its handlers are as they were.
+    let before: Vec<u64> = (0..1000).collect();
+    let mask_before = current_sigmask();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = busybox_spec(&[
+        "sh",
+        "-c",
+        "echo vforked > /out/v; ls /dev/null /proc/1/status",
+    ]);
+    spec.proc = Proc::Masked;
+    spec.dev = true;
+    spec.mounts.push(Mount::Bind {
+        src: dir.path().into(),
+        dst: "/out".into(),
+        readonly: false,
+        recursive: false,
+    });
+    spec.vfork = true;
+    let mut child = spawn(&spec).unwrap();
+    assert!(!child.is_waiting());
+    child.release().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("v")).unwrap(),
+        "vforked\n"
+    );
+    assert_eq!(before, (0..1000).collect::<Vec<u64>>());
+    assert_eq!(current_sigmask(), mask_before);
+    // A setup failure comes back from spawn, the child reaped.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("file"), "x").unwrap();
+    let mut spec = busybox_spec(&["true"]);
+    spec.root = Root::Dir(root.path().into());
+    spec.mounts.push(Mount::Tmpfs {
+        dst: "/file/below".into(),
+        size: None,
+        mode: 0o755,
+    });
+    spec.vfork = true;
+    let e = spawn(&spec).unwrap_err().to_string();
+    assert!(
+        e.starts_with("mount tmpfs at /file/below: create mount point"),
+        "{e}"
+    );
+    // So does a failed exec.
+    let mut spec = busybox_spec(&["/no/such/program"]);
+    spec.vfork = true;
+    let e = spawn(&spec).unwrap_err().to_string();
+    assert!(e.contains("/no/such/program"), "{e}");
+    // Refused where the caller would have to run while the child waits.
+    for set in [
+        |s: &mut Spec| s.wait_for_parent = true,
+        |s: &mut Spec| s.return_early = true,
+    ] {
+        let mut spec = busybox_spec(&["true"]);
+        spec.vfork = true;
+        set(&mut spec);
+        assert!(spawn(&spec).unwrap_err().to_string().contains("vfork"));
+    }
+}
+
+/// This thread's blocked signals.
+fn current_sigmask() -> Vec<i32> {
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: reads the mask into a valid set.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut set) };
+    (1..64)
+        .filter(|s| unsafe { libc::sigismember(&set, *s) } == 1)
+        .collect()
+}
