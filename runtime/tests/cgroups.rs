@@ -283,11 +283,9 @@ fn unsupported_blkio_weight_is_refused_clearly() {
 /// fake tree in `cgroup.rs`).
 #[test]
 fn v2_placement_on_the_unified_hierarchy() {
-    let h = distill_runtime::Hierarchy::detect().unwrap();
-    let Some(v2) = h.v2.clone() else {
+    let Some(h2) = v2_hierarchy() else {
         return; // no cgroup2 mount on this host
     };
-    let h2 = distill_runtime::Hierarchy::v2_at(v2);
     let name = common::name("v2place");
     let cg = h2.cgroup(&name);
     cg.create().unwrap();
@@ -383,15 +381,19 @@ fn a_retired_cgroup_frees_its_name_at_once_and_goes_on_remove() {
 /// v2 cannot rename a cgroup: retiring one removes it in place.
 #[test]
 fn a_retired_v2_cgroup_is_removed_in_place() {
-    let h = distill_runtime::Hierarchy::detect().unwrap();
-    let Some(v2) = h.v2.clone() else {
+    let Some(h2) = v2_hierarchy() else {
         return; // no cgroup2 mount on this host
     };
-    let h2 = distill_runtime::Hierarchy::v2_at(v2);
     let cg = h2.cgroup(&common::name("v2retire"));
     cg.create().unwrap();
     assert!(cg.paths().iter().all(|p| p.exists()));
     let retired = cg.retire();
     assert!(cg.paths().iter().all(|p| !p.exists()));
     retired.remove().unwrap();
+}
+
+/// This host's cgroup v2 hierarchy as a pure-v2 host would have it, if it has one.
+fn v2_hierarchy() -> Option<distill_runtime::Hierarchy> {
+    let h = distill_runtime::Hierarchy::detect().unwrap();
+    Some(distill_runtime::Hierarchy::v2_at(h.v2?))
 }

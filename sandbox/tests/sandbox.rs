@@ -7,6 +7,7 @@ use distill_sandbox::{
     cap, run, spawn, spawn_in, ExitStatus, Mount, Namespaces, Proc, Resource, Root, SandboxError,
     Signal, Spec, Stdio, DOCKER_DEFAULT_CAPS,
 };
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -728,29 +729,58 @@ fn cgroup_namespace_after_release_shows_own_cgroup_as_root() {
     assert!(e.to_string().contains("cgroup_ns_after_release"), "{e}");
 }
 
+/// A busybox spec running `script` with the host directory `out` at /out.
+fn out_spec(script: &str, out: &Path) -> Spec {
+    let mut spec = busybox_spec(&["sh", "-c", script]);
+    spec.mounts.push(Mount::Bind {
+        src: out.into(),
+        dst: "/out".into(),
+        readonly: false,
+        recursive: false,
+    });
+    spec
+}
+
+/// A spec whose setup fails: a tmpfs to mount below a file of `root`.
+fn failing_setup_spec(root: &Path) -> Spec {
+    std::fs::write(root.join("file"), "x").unwrap();
+    let mut spec = busybox_spec(&["true"]);
+    spec.root = Root::Dir(root.into());
+    spec.mounts.push(Mount::Tmpfs {
+        dst: "/file/below".into(),
+        size: None,
+        mode: 0o755,
+    });
+    spec
+}
+
+fn assert_setup_failure(e: &SandboxError) {
+    assert!(
+        e.to_string()
+            .starts_with("mount tmpfs at /file/below: create mount point"),
+        "{e}"
+    );
+}
+
+/// Releases `child` (a spawn of an [`out_spec`]), checks that it succeeded and returns what it
+/// wrote to `out/name`.
+fn release_and_read(mut child: distill_sandbox::Child, out: &Path, name: &str) -> String {
+    child.release().unwrap();
+    assert!(child.wait().unwrap().success());
+    std::fs::read_to_string(out.join(name)).unwrap()
+}
+
 #[test]
 fn return_early_reports_setup_errors_from_release() {
     if !have_busybox() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("file"), "x").unwrap();
-    let mut spec = busybox_spec(&["true"]);
-    spec.root = Root::Dir(root.path().into());
-    spec.mounts.push(Mount::Tmpfs {
-        dst: "/file/below".into(),
-        size: None,
-        mode: 0o755,
-    });
+    let mut spec = failing_setup_spec(root.path());
     spec.wait_for_parent = true;
     spec.return_early = true;
     let mut child = spawn(&spec).expect("return_early: spawn returns before the mounts");
-    let e = child.release().unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("mount tmpfs at /file/below: create mount point"),
-        "{e}"
-    );
+    assert_setup_failure(&child.release().unwrap_err());
     assert!(
         child.try_wait().unwrap().is_some(),
         "failed child was not reaped"
@@ -758,56 +788,23 @@ fn return_early_reports_setup_errors_from_release() {
 
     // Success path: the program runs after release.
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = busybox_spec(&["sh", "-c", "echo ran > /out/x"]);
-    spec.mounts.push(Mount::Bind {
-        src: dir.path().into(),
-        dst: "/out".into(),
-        readonly: false,
-        recursive: false,
-    });
+    let mut spec = out_spec("echo ran > /out/x", dir.path());
     spec.wait_for_parent = true;
     spec.return_early = true;
-    let mut child = spawn(&spec).unwrap();
+    let child = spawn(&spec).unwrap();
     assert!(child.is_waiting());
-    child.release().unwrap();
-    assert!(child.wait().unwrap().success());
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("x")).unwrap(),
-        "ran\n"
-    );
+    assert_eq!(release_and_read(child, dir.path(), "x"), "ran\n");
 
     // Without wait_for_parent there is nothing to release: `release` waits for the exec, or
     // says what prevented it (a setup step, or the exec itself).
-    let mut spec = busybox_spec(&["sh", "-c", "echo alone > /out/y"]);
-    spec.mounts.push(Mount::Bind {
-        src: dir.path().into(),
-        dst: "/out".into(),
-        readonly: false,
-        recursive: false,
-    });
+    let mut spec = out_spec("echo alone > /out/y", dir.path());
     spec.return_early = true;
-    let mut child = spawn(&spec).unwrap();
+    let child = spawn(&spec).unwrap();
     assert!(!child.is_waiting());
-    child.release().unwrap();
-    assert!(child.wait().unwrap().success());
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("y")).unwrap(),
-        "alone\n"
-    );
-    let mut spec = busybox_spec(&["true"]);
-    spec.root = Root::Dir(root.path().into());
-    spec.mounts.push(Mount::Tmpfs {
-        dst: "/file/below".into(),
-        size: None,
-        mode: 0o755,
-    });
+    assert_eq!(release_and_read(child, dir.path(), "y"), "alone\n");
+    let mut spec = failing_setup_spec(root.path());
     spec.return_early = true;
-    let e = spawn(&spec).unwrap().release().unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("mount tmpfs at /file/below: create mount point"),
-        "{e}"
-    );
+    assert_setup_failure(&spawn(&spec).unwrap().release().unwrap_err());
     let mut spec = busybox_spec(&["/no/such/program"]);
     spec.return_early = true;
     let e = spawn(&spec).unwrap().release().unwrap_err();
@@ -1094,52 +1091,28 @@ fn vfork_child_builds_its_world_and_leaves_the_caller_intact() {
     if !have_busybox() {
         return;
     }
-    // The caller's state after a vfork child that mounted, resolved and exec'd: its heap,
-    // its signal mask and its handlers are as they were.
+    // The caller's state after a vfork child that mounted, resolved and exec'd: its heap
+    // and its signal mask are as they were.
     let before: Vec<u64> = (0..1000).collect();
     let mask_before = current_sigmask();
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = busybox_spec(&[
-        "sh",
-        "-c",
+    let mut spec = out_spec(
         "echo vforked > /out/v; ls /dev/null /proc/1/status",
-    ]);
+        dir.path(),
+    );
     spec.proc = Proc::Masked;
     spec.dev = true;
-    spec.mounts.push(Mount::Bind {
-        src: dir.path().into(),
-        dst: "/out".into(),
-        readonly: false,
-        recursive: false,
-    });
     spec.vfork = true;
-    let mut child = spawn(&spec).unwrap();
+    let child = spawn(&spec).unwrap();
     assert!(!child.is_waiting());
-    child.release().unwrap();
-    assert!(child.wait().unwrap().success());
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("v")).unwrap(),
-        "vforked\n"
-    );
+    assert_eq!(release_and_read(child, dir.path(), "v"), "vforked\n");
     assert_eq!(before, (0..1000).collect::<Vec<u64>>());
     assert_eq!(current_sigmask(), mask_before);
-    // A setup failure comes back from spawn, the child reaped.
+    // A setup failure comes back from spawn, the child reaped; so does a failed exec.
     let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("file"), "x").unwrap();
-    let mut spec = busybox_spec(&["true"]);
-    spec.root = Root::Dir(root.path().into());
-    spec.mounts.push(Mount::Tmpfs {
-        dst: "/file/below".into(),
-        size: None,
-        mode: 0o755,
-    });
+    let mut spec = failing_setup_spec(root.path());
     spec.vfork = true;
-    let e = spawn(&spec).unwrap_err().to_string();
-    assert!(
-        e.starts_with("mount tmpfs at /file/below: create mount point"),
-        "{e}"
-    );
-    // So does a failed exec.
+    assert_setup_failure(&spawn(&spec).unwrap_err());
     let mut spec = busybox_spec(&["/no/such/program"]);
     spec.vfork = true;
     let e = spawn(&spec).unwrap_err().to_string();
