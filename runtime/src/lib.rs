@@ -1323,7 +1323,6 @@ impl Runtime {
         status_fd: RawFd,
         events: Option<&Logd>,
     ) -> ! {
-        distill_sandbox::tmark("monitor start");
         let mon = Monitor {
             rt: self,
             name: &cfg.name,

@@ -876,26 +876,8 @@ pub fn close_fds_except(keep: &[std::os::fd::RawFd]) {
 /// after `clone` with [`Spec::return_early`]; or, with [`Spec::pre_exec`], once it is about
 /// to run the hook: see [`Child::exec_result`]).
 pub fn spawn(spec: &Spec) -> Result<Child, SandboxError> {
-    tmark("plan start");
     let plan = child::Plan::new(spec, None)?;
-    tmark("plan done");
-    let r = plan.spawn();
-    tmark("spawned");
-    r
-}
-/// TEMP
-pub fn tmark(what: &str) {
-    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    let us = t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000;
-    use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open("/dev/shm/tmark.log")
-    {
-        let _ = writeln!(f, "{us} {} {what}", std::process::id());
-    }
+    plan.spawn()
 }
 
 /// [`spawn`] and [`Child::wait`].
