@@ -992,9 +992,39 @@ pub struct Retired {
 }
 
 impl Retired {
-    /// Removes the directories (as [`Cgroup::remove`] does).
+    /// Removes the directories (as [`Cgroup::remove`] does), and any retired beside them by
+    /// a monitor that died before it removed its own.
     pub fn remove(self) -> Result<()> {
-        remove_dirs(&self.dirs)
+        let r = remove_dirs(&self.dirs);
+        let parents: std::collections::BTreeSet<&Path> =
+            self.dirs.iter().filter_map(|d| d.parent()).collect();
+        for p in parents {
+            remove_orphans(p);
+        }
+        r
+    }
+}
+
+/// Removes the `.<leaf>.gone.<pid>` directories in `parent` whose process is gone (best
+/// effort: one still in use, or already taken by another monitor, is left).
+fn remove_orphans(parent: &Path) {
+    let Ok(rd) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.rsplit_once(".gone."))
+            .and_then(|(_, pid)| pid.parse::<i32>().ok());
+        let Some(pid) = pid else { continue };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } < 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = fs::remove_dir(e.path());
+        }
     }
 }
 

@@ -370,8 +370,23 @@ fn a_retired_cgroup_frees_its_name_at_once_and_goes_on_remove() {
             "renamed aside on v1"
         );
     }
+    // One left by a monitor that died before removing it: its pid is gone.
+    let mut t = std::process::Command::new("true").spawn().unwrap();
+    let dead = t.id();
+    t.wait().unwrap();
+    let orphans: Vec<std::path::PathBuf> = paths
+        .iter()
+        .map(|p| {
+            let leaf = p.file_name().unwrap().to_str().unwrap();
+            p.with_file_name(format!(".{leaf}.gone.{dead}"))
+        })
+        .collect();
+    for o in &orphans {
+        std::fs::create_dir(o).unwrap();
+    }
     retired.remove().unwrap();
     assert!(paths.iter().all(|p| hidden(p).is_empty()), "removed");
+    assert!(orphans.iter().all(|o| !o.exists()), "orphans removed");
     // The new cgroup is untouched by the old one's removal.
     assert!(paths.iter().all(|p| p.exists()));
     cg.remove().unwrap();
