@@ -647,9 +647,13 @@ impl Child {
             .ok_or_else(|| SandboxError::os(format!("waitpid {}", self.pid), libc::ECHILD))?;
         self.status = Some(s);
         // With `pre_exec`, spawn returned before exec: a failure after it is reported now.
+        // (A child spawned `return_early` and never released has its "about to run the
+        // hook" record still unread: that is not a failure.)
         if let Some(report) = self.report.take() {
-            if let Ok(Some(r)) = child::read_report(report.as_raw_fd()) {
-                return Err(child::describe(&r, &self.program, &self.descriptions));
+            while let Ok(Some(r)) = child::read_report(report.as_raw_fd()) {
+                if r.step != child::STEP_PRE_EXEC && r.step != child::STEP_READY {
+                    return Err(child::describe(&r, &self.program, &self.descriptions));
+                }
             }
         }
         Ok(s)
