@@ -1045,20 +1045,13 @@ fn join_cgroups_moves_the_child_in_before_it_runs() {
     assert!(line.contains("distill-sandbox-join"), "{out}");
     // With a cgroup namespace made once it is in (no wait_for_parent needed), that cgroup
     // is its root; and the whole setup runs without waiting for the caller.
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut spec = busybox_spec(&["cat", "/proc/self/cgroup"]);
     spec.proc = Proc::Mount;
     spec.namespaces.cgroup = true;
     spec.cgroup_ns_after_release = true;
     spec.return_early = true;
     spec.join_cgroups = vec![again.into()];
-    spec.stdout = Stdio::Fd(out_w);
-    let mut child = spawn(&spec).unwrap();
-    spec.stdout = Stdio::Inherit;
-    child.release().unwrap();
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut std::fs::File::from(out_r), &mut out).unwrap();
-    assert!(child.wait().unwrap().success(), "{out}");
+    let out = released_output(spec);
     let _ = std::fs::remove_dir(&cg);
     let line = out.lines().find(|l| l.contains(key)).unwrap_or_default();
     assert!(line.ends_with(":/"), "{out}");
@@ -1071,19 +1064,26 @@ fn return_early_child_gets_the_callers_cpu_set() {
     }
     let own = std::fs::read_to_string("/proc/self/status").unwrap();
     let mine = status_field(&own, "Cpus_allowed_list");
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut spec = busybox_spec(&["cat", "/proc/self/status"]);
     spec.proc = Proc::Mount;
     spec.wait_for_parent = true;
     spec.return_early = true;
+    let out = released_output(spec);
+    assert_eq!(status_field(&out, "Cpus_allowed_list"), mine, "{out}");
+}
+
+/// Spawns `spec` with its stdout on a pipe, releases it and returns what it wrote, once it
+/// has exited successfully.
+fn released_output(mut spec: Spec) -> String {
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     spec.stdout = Stdio::Fd(out_w);
     let mut child = spawn(&spec).unwrap();
-    spec.stdout = Stdio::Inherit;
+    drop(spec); // our copy of the pipe's write end
     child.release().unwrap();
     let mut out = String::new();
     std::io::Read::read_to_string(&mut std::fs::File::from(out_r), &mut out).unwrap();
     assert!(child.wait().unwrap().success(), "{out}");
-    assert_eq!(status_field(&out, "Cpus_allowed_list"), mine, "{out}");
+    out
 }
 
 #[test]
