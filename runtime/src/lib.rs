@@ -686,6 +686,15 @@ fn hold_mount_ns(pid: i32) -> Option<File> {
     File::open(format!("/proc/{pid}/ns/mnt")).ok()
 }
 
+/// What the monitor leaves until the exit is reported: the container's mount namespace goes
+/// (its teardown, see [`hold_mount_ns`]) and so do its cgroup's directories, renamed aside.
+fn after_report(mnt_ns: Option<File>, retired: Option<cgroup::Retired>) {
+    drop(mnt_ns);
+    if let Some(r) = retired {
+        let _ = r.remove();
+    }
+}
+
 /// Writes `m` (`S pid`, `E reason`, `X code`) to the monitor's status pipe for the process
 /// waiting on it; if that process has gone, nobody needs to know.
 fn say(status: &mut File, m: &str) {
@@ -1597,10 +1606,7 @@ impl Runtime {
                 mon.event("checkpointed");
             }
             say(&mut status, "X 0\n");
-            drop(mnt_ns);
-            if let Some(r) = retired {
-                let _ = r.remove();
-            }
+            after_report(mnt_ns, retired);
             unsafe { libc::_exit(0) }
         }
         // After the state is committed, so a reader that sees `exited` finds it recorded.
@@ -1614,10 +1620,7 @@ impl Runtime {
         }
         say(&mut status, &format!("X {code}\n"));
         drop(status);
-        drop(mnt_ns);
-        if let Some(r) = retired {
-            let _ = r.remove();
-        }
+        after_report(mnt_ns, retired);
         if let Some(t) = trash {
             // The files go in the background, in a process of their own at idle priority:
             // the caller, woken by the code just written and likely placed on this CPU, runs

@@ -289,12 +289,7 @@ fn v2_placement_on_the_unified_hierarchy() {
     let name = common::name("v2place");
     let cg = h2.cgroup(&name);
     cg.create().unwrap();
-    let mut child = std::process::Command::new("sleep")
-        .arg("100")
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    cg.add_pid(pid).unwrap();
+    let (mut child, pid) = sleeper_in(&cg);
     assert_eq!(cg.procs().unwrap(), vec![pid]);
     let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
@@ -316,12 +311,7 @@ fn a_cgroup_in_use_is_refused_and_left_alone() {
     let cg = env.rt.cgroup(&cfg.name);
     let needed = cg.needed(&Limits::default()).unwrap();
     needed.create().unwrap();
-    let mut squatter = std::process::Command::new("sleep")
-        .arg("100")
-        .spawn()
-        .unwrap();
-    let pid = squatter.id() as i32;
-    needed.add_pid(pid).unwrap();
+    let (mut squatter, pid) = sleeper_in(&needed);
     let e = env
         .rt
         .run_foreground(&cfg, distill_runtime::Output::Inherit, &[])
@@ -411,4 +401,15 @@ fn a_retired_v2_cgroup_is_removed_in_place() {
 fn v2_hierarchy() -> Option<distill_runtime::Hierarchy> {
     let h = distill_runtime::Hierarchy::detect().unwrap();
     Some(distill_runtime::Hierarchy::v2_at(h.v2?))
+}
+
+/// A `sleep 100` moved into `cg`, and its pid.
+fn sleeper_in(cg: &distill_runtime::cgroup::Cgroup) -> (std::process::Child, i32) {
+    let child = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    cg.add_pid(pid).unwrap();
+    (child, pid)
 }

@@ -378,18 +378,28 @@ impl<'a> Plan<'a> {
             source: e,
         })?;
         let src = cstring("mounts.src", src.as_os_str().as_bytes())?;
-        self.push_op(
-            dst,
-            OpKind::Bind {
-                src,
-                src_fd: Cell::new(-1),
-                file: !meta.is_dir(),
-                readonly,
-                recursive,
-            },
-            desc,
-        );
+        self.push_bind_op(src, dst, !meta.is_dir(), readonly, recursive, desc);
         Ok(())
+    }
+
+    /// A bind of `src` (a file, or a directory) onto `dst`.
+    fn push_bind_op(
+        &mut self,
+        src: CString,
+        dst: Target,
+        file: bool,
+        readonly: bool,
+        recursive: bool,
+        desc: String,
+    ) {
+        let kind = OpKind::Bind {
+            src,
+            src_fd: Cell::new(-1),
+            file,
+            readonly,
+            recursive,
+        };
+        self.push_op(dst, kind, desc);
     }
 
     fn push_fs(
@@ -838,15 +848,12 @@ impl<'a> Plan<'a> {
             // the child, with the same description).
             for n in DEV_NODES {
                 let host = format!("/dev/{n}");
-                self.push_op(
+                self.push_bind_op(
+                    CString::new(host.as_str()).expect("no NUL"),
                     abs_target(&host),
-                    OpKind::Bind {
-                        src: CString::new(host.as_str()).expect("no NUL"),
-                        src_fd: Cell::new(-1),
-                        file: true,
-                        readonly: false,
-                        recursive: false,
-                    },
+                    true,
+                    false,
+                    false,
                     format!("bind mount {host} at {host}"),
                 );
             }

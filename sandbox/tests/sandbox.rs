@@ -1091,9 +1091,8 @@ fn vfork_child_builds_its_world_and_leaves_the_caller_intact() {
     if !have_busybox() {
         return;
     }
-    // The caller's state after a vfork child that mounted, resolved and exec'd: its heap
-    // and its signal mask are as they were.
-    let before: Vec<u64> = (0..1000).collect();
+    // The caller's signal mask after a vfork child that mounted, resolved and exec'd (all
+    // signals are blocked around the clone) is as it was.
     let mask_before = current_sigmask();
     let dir = tempfile::tempdir().unwrap();
     let mut spec = out_spec(
@@ -1106,7 +1105,6 @@ fn vfork_child_builds_its_world_and_leaves_the_caller_intact() {
     let child = spawn(&spec).unwrap();
     assert!(!child.is_waiting());
     assert_eq!(release_and_read(child, dir.path(), "v"), "vforked\n");
-    assert_eq!(before, (0..1000).collect::<Vec<u64>>());
     assert_eq!(current_sigmask(), mask_before);
     // A setup failure comes back from spawn, the child reaped; so does a failed exec.
     let root = tempfile::tempdir().unwrap();
