@@ -94,7 +94,7 @@ pub fn fetch(
                 return Err(BuildError::Fetch {
                     source_name: name.into(),
                     reason: format!(
-                        "apt-get download {spec} failed: {why} (is the version still in the apt index? run `apt-get update`, or re-pin with `distill pin deb {pkg}`)"
+                        "apt-get download {spec} failed: {why} (Debian may no longer serve this version: run `apt-get update`, then `distill pin check MANIFEST` lists the stale pins and `distill pin deb --update MANIFEST` re-pins them to apt's candidates)"
                     ),
                 });
             }

@@ -226,14 +226,24 @@ enum KeyCommand {
 #[derive(Subcommand)]
 #[command(defer = true)]
 enum PinCommand {
-    /// Pin Debian packages by name: version and sha256 from apt's signed index.
+    /// Pin Debian packages by name: version and sha256 from apt's signed index; or, with
+    /// --update, re-pin a manifest's stale pins in place.
     Deb {
         /// Package names.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "update")]
         names: Vec<String>,
         /// Also pin the dependency closure (Depends and Pre-Depends).
         #[arg(long)]
         with_deps: bool,
+        /// Rewrite this manifest's pins that apt no longer serves to apt's candidates, in
+        /// place (comments and everything else kept); the manifest must then be re-signed.
+        #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["names", "with_deps"])]
+        update: Option<PathBuf>,
+    },
+    /// List a manifest's Debian pins that apt no longer serves (exit 1 if any).
+    Check {
+        /// The manifest.
+        manifest: PathBuf,
     },
 }
 
@@ -485,7 +495,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Commit(args) => container_cmd::commit(&cli.root, &cli.state, cli.json, args),
         Command::Logd(args) => logs_cmd::logd(&cli.state, args),
         Command::Logs(args) => logs_cmd::logs(&cli.state, cli.json, args),
-        Command::Pin(PinCommand::Deb { names, with_deps }) => {
+        Command::Pin(PinCommand::Check { manifest }) => pin_check(cli.json, &manifest),
+        Command::Pin(PinCommand::Deb {
+            update: Some(manifest),
+            ..
+        }) => pin_update(cli.json, &manifest),
+        Command::Pin(PinCommand::Deb {
+            names,
+            with_deps,
+            update: None,
+        }) => {
             let pins = distill_manifest::pin::pin_debs(&names, with_deps).map_err(refused)?;
             if cli.json {
                 let list: Vec<serde_json::Value> = pins
@@ -508,6 +527,73 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// A pin error with its exit code: 2 for a manifest that cannot be read or is refused, 1 for
+/// apt failing or having nothing to re-pin with.
+fn pin_failure(e: distill_manifest::pin::PinError) -> Failure {
+    if e.is_refused_input() {
+        refused(e)
+    } else {
+        e.into()
+    }
+}
+
+/// `distill pin check M`: the stale pins, one line each (or a JSON list); exit 1 if any.
+fn pin_check(json: bool, manifest: &Path) -> Result<(), Failure> {
+    let check = distill_manifest::pin::check_manifest(manifest).map_err(pin_failure)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&check.stale)?);
+    } else if check.stale.is_empty() {
+        println!("all {} pins are served", check.pins);
+    } else {
+        for s in &check.stale {
+            println!("{s}");
+        }
+    }
+    if check.stale.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow::anyhow!(
+        "{} of {} pins in {} are stale; re-pin them with `distill pin deb --update {}`",
+        check.stale.len(),
+        check.pins,
+        manifest.display(),
+        manifest.display()
+    )
+    .into())
+}
+
+/// `distill pin deb --update M`: re-pins the stale pins in place and says what changed.
+fn pin_update(json: bool, manifest: &Path) -> Result<(), Failure> {
+    let update = distill_manifest::pin::update_manifest(manifest).map_err(pin_failure)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&update.changes)?);
+    } else if update.changes.is_empty() {
+        println!("all {} pins are served; nothing changed", update.pins);
+    } else {
+        for c in &update.changes {
+            println!("{c}");
+        }
+    }
+    if !update.changes.is_empty() {
+        let mut sig = manifest.as_os_str().to_owned();
+        sig.push(".asc");
+        let sig = PathBuf::from(sig);
+        let signature = if sig.exists() {
+            format!("its signature {} no longer matches", sig.display())
+        } else {
+            "it is not signed".to_string()
+        };
+        eprintln!(
+            "updated {} of {} pins in {}; {signature}; re-sign it: distill sign {} --key SECRET_KEY (the image digest changes with the pins)",
+            update.changes.len(),
+            update.pins,
+            manifest.display(),
+            manifest.display()
+        );
+    }
+    Ok(())
 }
 
 /// An error and its causes on one line. The crates' errors name their cause in their own

@@ -9,6 +9,7 @@ mod error;
 mod openssl_init;
 mod parse;
 pub mod pin;
+mod pin_update;
 mod schema;
 pub mod sign;
 

@@ -4,14 +4,24 @@
 //!
 //! Only `apt-cache` is run (with `LC_ALL=C`), so the result reflects the machine's apt sources
 //! and its last `apt-get update`; no package server is named here.
+//!
+//! Debian's archive stops serving old versions: [`check_pins`] lists a manifest's `deb` pins
+//! that apt no longer serves (with the pinned sha256), and [`update_pins`] /
+//! [`update_manifest`] re-pin those to apt's candidates in place (`pin_update.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::path::PathBuf;
 use std::process::Command;
 
 use thiserror::Error;
 
 use crate::parse::{is_deb_arch, is_deb_name, is_deb_version};
+
+pub use crate::pin_update::{
+    check_manifest, check_pins, deb_pins, update_manifest, update_pins, AptServes, Candidate,
+    Change, DebPin, PinCheck, PinUpdate, StalePin, Staleness,
+};
 
 /// A Debian package pinned to an exact version and hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +99,50 @@ pub enum PinError {
         /// The dependency, `a | b` form.
         relation: String,
     },
+    /// The manifest to check or update cannot be read, or does not parse or validate.
+    #[error(transparent)]
+    Manifest(#[from] crate::ManifestError),
+    /// A stale pin that apt has nothing to replace with (`pin deb --update`).
+    #[error("{}: source.{source_name}: {package} {version} is no longer served and apt has nothing to replace it with ({why}); check the package name and the machine's apt sources, run `apt-get update`, or remove the source", path.display())]
+    NoReplacement {
+        /// The manifest.
+        path: PathBuf,
+        /// The source's key in the manifest.
+        source_name: String,
+        /// The Debian package.
+        package: String,
+        /// The pinned version.
+        version: String,
+        /// Why apt has nothing (e.g. `apt does not know the package`).
+        why: String,
+    },
+    /// A pin could not be rewritten in the manifest text.
+    #[error("{}: source.{source_name}: cannot rewrite the pin: {message}", path.display())]
+    Edit {
+        /// The manifest.
+        path: PathBuf,
+        /// The source's key in the manifest.
+        source_name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The updated manifest could not be written; the original is unchanged.
+    #[error("{}: cannot write the updated manifest: {source}; the file is unchanged", path.display())]
+    Write {
+        /// The manifest.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+impl PinError {
+    /// Whether the error is refused input (a manifest that cannot be read, parsed or
+    /// validated, or a name that is not a package name) rather than a failure of apt or of
+    /// the machine.
+    pub fn is_refused_input(&self) -> bool {
+        matches!(self, PinError::Manifest(_) | PinError::BadName { .. })
+    }
 }
 
 fn apt_cache(args: &[&str]) -> Result<String, PinError> {
@@ -112,10 +166,14 @@ fn apt_cache(args: &[&str]) -> Result<String, PinError> {
 
 /// Candidate versions from `apt-cache policy NAMES...`: name -> candidate (`None` for
 /// `(none)`). Names apt does not know are absent.
-fn candidates(names: &[&str]) -> Result<BTreeMap<String, Option<String>>, PinError> {
+pub(crate) fn candidates(names: &[&str]) -> Result<BTreeMap<String, Option<String>>, PinError> {
     let mut args = vec!["policy", "--"];
     args.extend_from_slice(names);
-    let text = apt_cache(&args)?;
+    Ok(parse_policy(&apt_cache(&args)?))
+}
+
+/// [`candidates`]' parsing of `apt-cache policy` output.
+pub(crate) fn parse_policy(text: &str) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
@@ -127,7 +185,7 @@ fn candidates(names: &[&str]) -> Result<BTreeMap<String, Option<String>>, PinErr
             out.insert(name.clone(), (c != "(none)").then(|| c.to_string()));
         }
     }
-    Ok(out)
+    out
 }
 
 /// One alternative of a dependency: a package, or a virtual package with its providers.
@@ -289,16 +347,21 @@ fn closure(roots: &[&str]) -> Result<Vec<String>, PinError> {
 }
 
 /// The fields of one `apt-cache show` record.
-type Record = BTreeMap<String, String>;
+pub(crate) type Record = BTreeMap<String, String>;
 
-/// `apt-cache show NAME=VERSION...` records, parsed as (Package, Version) -> fields of the
-/// first record that carries a `SHA256:`.
-fn show(pins: &[(String, String)]) -> Result<BTreeMap<(String, String), Record>, PinError> {
-    let specs: Vec<String> = pins.iter().map(|(n, v)| format!("{n}={v}")).collect();
+/// `apt-cache show --no-all-versions SPEC...` (each `NAME=VERSION` or `NAME:ARCH=VERSION`):
+/// every record printed, in order. Records from `/var/lib/dpkg/status` (an installed version)
+/// have no `SHA256:`.
+pub(crate) fn show_records(specs: &[String]) -> Result<Vec<Record>, PinError> {
     let mut args = vec!["show", "--no-all-versions", "--"];
     args.extend(specs.iter().map(String::as_str));
-    let text = apt_cache(&args)?;
-    let mut out = BTreeMap::new();
+    Ok(parse_show(&apt_cache(&args)?))
+}
+
+/// [`show_records`]' parsing: records are separated by blank lines; continuation lines
+/// (starting with a space) are skipped; records without `Package:` and `Version:` are dropped.
+pub(crate) fn parse_show(text: &str) -> Vec<Record> {
+    let mut out = Vec::new();
     for record in text.split("\n\n") {
         let mut fields = BTreeMap::new();
         for line in record.lines() {
@@ -309,6 +372,19 @@ fn show(pins: &[(String, String)]) -> Result<BTreeMap<(String, String), Record>,
                 fields.insert(k.to_string(), v.trim().to_string());
             }
         }
+        if fields.contains_key("Package") && fields.contains_key("Version") {
+            out.push(fields);
+        }
+    }
+    out
+}
+
+/// `apt-cache show NAME=VERSION...` records, parsed as (Package, Version) -> fields of the
+/// first record that carries a `SHA256:`.
+fn show(pins: &[(String, String)]) -> Result<BTreeMap<(String, String), Record>, PinError> {
+    let specs: Vec<String> = pins.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let mut out = BTreeMap::new();
+    for fields in show_records(&specs)? {
         let (Some(p), Some(v)) = (fields.get("Package"), fields.get("Version")) else {
             continue;
         };
@@ -453,7 +529,8 @@ fn providers_of(name: &str) -> Result<Vec<String>, PinError> {
     Ok(out.into_iter().collect())
 }
 
-fn toml_string(s: &str) -> String {
+/// `s` as a TOML basic string (double quotes).
+pub(crate) fn toml_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
