@@ -59,6 +59,15 @@ pub struct RestoreArgs {
         requires = "import"
     )]
     new_name: Option<String>,
+    /// With --import: the cgroup the restored container's cgroup is made in (as `run
+    /// --cgroup-parent`; never the one recorded in the archive).
+    #[arg(
+        long,
+        env = "DISTILL_CGROUP_PARENT",
+        default_value = distill_runtime::cgroup::DEFAULT_PARENT,
+        value_name = "PARENT"
+    )]
+    cgroup_parent: String,
     /// The criu binary (default: found on PATH or in /usr/local/sbin; 4.0 or newer).
     #[arg(long, value_name = "PATH")]
     criu: Option<PathBuf>,
@@ -117,6 +126,7 @@ pub fn restore(root: &Path, state: &Path, a: RestoreArgs) -> Result<(), Failure>
             let opts = RestoreOptions {
                 image_path: None,
                 criu: a.criu,
+                cgroup_parent: Some(a.cgroup_parent),
             };
             rt.import(file, a.new_name.as_deref(), &resolve, &opts)
                 .map_err(failure)?
@@ -128,6 +138,7 @@ pub fn restore(root: &Path, state: &Path, a: RestoreArgs) -> Result<(), Failure>
             let opts = RestoreOptions {
                 image_path: a.image_path,
                 criu: a.criu,
+                cgroup_parent: None,
             };
             rt.restore(&name, &opts).map_err(failure)?
         }

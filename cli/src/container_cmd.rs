@@ -136,6 +136,10 @@ pub struct RunArgs {
     /// Replace the image's entrypoint (`""` clears it, so CMD is the whole command).
     #[arg(long)]
     entrypoint: Option<String>,
+    /// The cgroup the container's cgroup is made in, relative to each hierarchy's root
+    /// (e.g. `ci/job-42`); recorded with the container.
+    #[arg(long, env = "DISTILL_CGROUP_PARENT", default_value = distill_runtime::cgroup::DEFAULT_PARENT)]
+    cgroup_parent: String,
     /// A loaded image's name or digest, or an `.oci.tar` archive (loaded first).
     image: String,
     /// The command and its arguments (default: the image's).
@@ -408,6 +412,7 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
         stop_timeout: a.stop_timeout,
         auto_remove: a.rm,
         seccomp,
+        cgroup_parent: a.cgroup_parent.clone(),
     };
     if a.detach {
         let s = rt.run_detached(&cfg).map_err(fail)?;

@@ -2,9 +2,13 @@
 //!
 //! The hierarchy is detected at run time from `/proc/self/mountinfo`. When any v1 controller
 //! that distill uses (memory, cpu, pids, blkio) is mounted, controllers are driven through v1
-//! (one directory per controller: `<mount>/distill/<name>`); otherwise the v2 hierarchy is
-//! used (`<mount>/distill/<name>`, with the controllers enabled in `cgroup.subtree_control`).
-//! A hybrid host (v1 controllers plus an empty v2 mount) is driven through v1.
+//! (one directory per controller: `<mount>/<parent>/<name>`); otherwise the v2 hierarchy is
+//! used (`<mount>/<parent>/<name>`, with the controllers enabled in `cgroup.subtree_control`
+//! of every level above it). A hybrid host (v1 controllers plus an empty v2 mount) is driven
+//! through v1. The parent is the container's `cgroup_parent` ([`DEFAULT_PARENT`] unless
+//! chosen), made on demand each time a container's directory is, so that another process
+//! removing an empty parent at the same moment (another state root's clean-up) costs a
+//! retry, never a failure.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,8 +19,41 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// Name of the parent cgroup under every hierarchy root.
-pub const PARENT: &str = "distill";
+/// The cgroup parent of containers that do not choose one (`--cgroup-parent`).
+pub const DEFAULT_PARENT: &str = "distill";
+
+/// How often creating a directory is tried again when its parent vanished meanwhile.
+const CREATE_TRIES: usize = 100;
+
+/// Checks a cgroup parent: a relative path of one or more components made of
+/// `[A-Za-z0-9_.-]`, none of them starting with `.` (the runtime's own retired directories
+/// do), at most 8 deep. Anything else could name a cgroup outside the hierarchy root or
+/// collide with the runtime's bookkeeping.
+pub fn validate_parent(parent: &str) -> Result<()> {
+    let bad = |why: &str| invalid("--cgroup-parent", format!("{parent:?} {why}"));
+    if parent.is_empty() {
+        return Err(bad("is empty"));
+    }
+    let parts: Vec<&str> = parent.split('/').collect();
+    if parts.len() > 8 {
+        return Err(bad("has more than 8 levels"));
+    }
+    for part in parts {
+        if part.is_empty() {
+            return Err(bad("must be a relative path without empty components (no leading, trailing or double '/')"));
+        }
+        if part.starts_with('.') {
+            return Err(bad("has a component starting with '.'"));
+        }
+        if !part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(bad("may only hold [A-Za-z0-9_.-] and '/'"));
+        }
+    }
+    Ok(())
+}
 
 /// v1 controllers a container joins (those that are mounted).
 const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "pids", "blkio", "freezer"];
@@ -193,20 +230,80 @@ impl Hierarchy {
         self.mode != Mode::V2
     }
 
-    /// The cgroup of container `name` (not created).
-    pub fn cgroup(&self, name: &str) -> Cgroup {
+    /// The cgroup `<parent>/<name>` (not created). `parent` is a checked cgroup parent
+    /// ([`validate_parent`]).
+    pub fn cgroup(&self, parent: &str, name: &str) -> Cgroup {
         let mut dirs = BTreeMap::new();
         if self.is_v1() {
             for (ctrl, mount) in &self.v1 {
-                dirs.insert(ctrl.clone(), mount.join(PARENT).join(name));
+                dirs.insert(ctrl.clone(), mount.join(parent).join(name));
             }
         } else if let Some(root) = &self.v2 {
-            dirs.insert(String::new(), root.join(PARENT).join(name));
+            dirs.insert(String::new(), root.join(parent).join(name));
         }
         Cgroup {
             v1: self.is_v1(),
             v2_root: if self.is_v1() { None } else { self.v2.clone() },
             dirs,
+        }
+    }
+
+    /// The directories of cgroup parent `parent` in this hierarchy (one per v1 mount, or
+    /// the v2 one).
+    pub fn parent_dirs(&self, parent: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = if self.is_v1() {
+            self.v1.values().map(|m| m.join(parent)).collect()
+        } else {
+            self.v2.iter().map(|r| r.join(parent)).collect()
+        };
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Removes cgroup parent `parent` (every level of it) where it is empty, including the
+    /// directories retired containers left there; a level still holding a container's
+    /// cgroup is left. With `with_containers`, every cgroup below the parent is removed
+    /// first, its processes killed. For whoever chose the parent (a test, a CI job) to clean
+    /// up after itself; the runtime never removes a parent on its own.
+    pub fn remove_parent(&self, parent: &str, with_containers: bool) -> Result<()> {
+        validate_parent(parent)?;
+        let depth = parent.split('/').count();
+        for dir in self.parent_dirs(parent) {
+            if with_containers {
+                let mut below = Vec::new();
+                subdirs_deepest_first(&dir, &mut below);
+                remove_dirs(&below)?;
+            }
+            let mut level = dir.as_path();
+            for _ in 0..depth {
+                remove_orphans(level);
+                match fs::remove_dir(level) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    // Not empty (EBUSY on cgroupfs): a container, or another parent, is there.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) => {
+                        break
+                    }
+                    Err(e) => return Err(io_err("remove", level)(e)),
+                }
+                match level.parent() {
+                    Some(p) => level = p,
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every directory below `dir`, children before their parents.
+fn subdirs_deepest_first(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            subdirs_deepest_first(&e.path(), out);
+            out.push(e.path());
         }
     }
 }
@@ -480,42 +577,25 @@ impl Cgroup {
         }
     }
 
-    /// Creates the directories (and the `distill` parent), enabling v2 controllers.
+    /// Creates the directories (and every level of the parent above them), enabling the v2
+    /// controllers at each level on the way down. A parent removed by someone else between
+    /// two steps (an empty parent being cleaned up) is made again: see [`create_dir_in`].
     pub fn create(&self) -> Result<()> {
-        if let (false, Some(root)) = (self.v1, &self.v2_root) {
-            let parent = root.join(PARENT);
-            fs::create_dir_all(&parent).map_err(io_err("create", &parent))?;
-            let offered = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-            let wanted: Vec<String> = V2_CONTROLLERS
-                .iter()
-                .filter(|c| offered.split_whitespace().any(|o| o == **c))
-                .map(|c| format!("+{c}"))
-                .collect();
-            if !wanted.is_empty() {
-                for dir in [root.clone(), parent.clone()] {
-                    let f = dir.join("cgroup.subtree_control");
-                    let cur = fs::read_to_string(&f).unwrap_or_default();
-                    let missing: Vec<&String> = wanted
-                        .iter()
-                        .filter(|w| !cur.split_whitespace().any(|c| c == &w[1..]))
-                        .collect();
-                    if !missing.is_empty() {
-                        let v = missing
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" ");
-                        fs::write(&f, v).map_err(io_err("write", &f))?;
-                    }
-                }
+        let enable = match (self.v1, &self.v2_root) {
+            (false, Some(root)) => {
+                let offered =
+                    fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+                let wanted: Vec<&str> = V2_CONTROLLERS
+                    .iter()
+                    .copied()
+                    .filter(|c| offered.split_whitespace().any(|o| o == *c))
+                    .collect();
+                Some((root.as_path(), wanted))
             }
-        }
+            _ => None,
+        };
         for d in self.paths() {
-            match fs::create_dir_all(&d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("create", &d)(e)),
-            }
+            create_dir_in(&d, enable.as_ref().map(|(r, w)| (*r, w.as_slice())))?;
         }
         Ok(())
     }
@@ -792,11 +872,8 @@ impl Cgroup {
             return Ok(());
         }
         for d in &missing {
-            match fs::create_dir(d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("create", d)(e)),
-            }
+            // (v1 only: a v2 cgroup is one directory, which exists if the container does.)
+            create_dir_in(d, None)?;
         }
         for _ in 0..100 {
             let procs = self.procs()?;
@@ -1005,6 +1082,83 @@ impl Retired {
     }
 }
 
+/// Creates cgroup directory `dir` and any missing level above it. With `v2 = (root,
+/// controllers)`, the controllers are enabled in `cgroup.subtree_control` of `root` and of
+/// every level between it and `dir`, before the level below is made (a child can only
+/// enable what its parent delegates). A level that vanishes between two steps (rmdir of an
+/// empty parent by another process) makes it start over; once `dir` exists its parents
+/// cannot be removed.
+fn create_dir_in(dir: &Path, v2: Option<(&Path, &[&str])>) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let raced = |e: &io::Error| e.kind() == ErrorKind::NotFound && tries < CREATE_TRIES;
+        let Some(parent) = dir.parent() else {
+            return Err(io_err("create", dir)(io::Error::from(
+                ErrorKind::InvalidInput,
+            )));
+        };
+        if let Some((root, wanted)) = v2 {
+            // root, then each level down to `parent`, each made and then delegating.
+            let rel = parent.strip_prefix(root).unwrap_or(Path::new(""));
+            let mut level = root.to_path_buf();
+            let mut failed = None;
+            for comp in std::iter::once(None).chain(rel.components().map(Some)) {
+                if let Some(c) = comp {
+                    level.push(c);
+                    match fs::create_dir(&level) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                        Err(e) => {
+                            failed = Some(("create", level.clone(), e));
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = enable_controllers(&level, wanted) {
+                    failed = Some(("write", level.join("cgroup.subtree_control"), e));
+                    break;
+                }
+            }
+            match failed {
+                Some((_, _, e)) if raced(&e) => continue,
+                Some((op, path, e)) => return Err(io_err(op, &path)(e)),
+                None => {}
+            }
+        } else {
+            match fs::create_dir_all(parent) {
+                Ok(()) => {}
+                Err(e) if raced(&e) => continue,
+                Err(e) => return Err(io_err("create", parent)(e)),
+            }
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if raced(&e) => continue,
+            Err(e) => return Err(io_err("create", dir)(e)),
+        }
+    }
+}
+
+/// Enables `wanted` v2 controllers in `dir`'s `cgroup.subtree_control` (those not yet on).
+fn enable_controllers(dir: &Path, wanted: &[&str]) -> io::Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let f = dir.join("cgroup.subtree_control");
+    let cur = fs::read_to_string(&f)?;
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|w| !cur.split_whitespace().any(|c| c == **w))
+        .map(|w| format!("+{w}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::write(&f, missing.join(" "))
+}
+
 /// Removes the `.<leaf>.gone.<pid>` directories in `parent` whose process is gone (best
 /// effort: one still in use, or already taken by another monitor, is left).
 fn remove_orphans(parent: &Path) {
@@ -1110,77 +1264,25 @@ fn write_file(w: &FileWrite) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// On a v1 host: a cgroup without limits has only memory and pids; an update that needs
-    /// cpu creates that directory and moves the running process into it.
     #[test]
-    fn v1_needed_controllers_grow() {
-        let h = Hierarchy::detect().unwrap();
-        if !h.is_v1()
-            || !["memory", "pids", "cpu"]
-                .iter()
-                .all(|c| h.v1.contains_key(*c))
-        {
-            eprintln!("skipped: needs cgroup v1 memory, pids and cpu");
-            return;
+    fn cgroup_parents_are_checked() {
+        for ok in ["distill", "ci/job-1", "a.b_c-d"] {
+            validate_parent(ok).unwrap();
         }
-        let name = format!("unit-grow-{}", std::process::id());
-        let full = h.cgroup(&name);
-        let bare = full.needed(&Limits::default()).unwrap();
-        let mut keys: Vec<&String> = bare.dirs.keys().collect();
-        keys.sort();
-        assert_eq!(keys, ["memory", "pids"]);
-        bare.create().unwrap();
-        let mut sleeper = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = sleeper.id() as i32;
-        bare.add_pid(pid).unwrap();
-        let cpu = Limits {
-            cpu_shares: Some(512),
-            ..Default::default()
-        };
-        let want = full.needed(&cpu).unwrap();
-        assert!(want.dirs.contains_key("cpu"));
-        full.existing().grow_to(&want).unwrap();
-        let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        let cpu_line = own
-            .lines()
-            .find(|l| l.split(':').nth(1).unwrap().split(',').any(|c| c == "cpu"))
-            .unwrap();
-        assert!(cpu_line.ends_with(&format!("/distill/{name}")), "{own}");
-        full.update(&cpu).unwrap();
-        assert_eq!(full.read("cpu", "cpu.shares").unwrap(), "512");
-        sleeper.kill().unwrap();
-        sleeper.wait().unwrap();
-        full.remove().unwrap();
-        assert!(full.paths().iter().all(|p| !p.exists()));
-    }
-
-    /// A container cgroup without the freezer (v1: no limits) is frozen by joining it to the
-    /// freezer first; thaw undoes it and the process is left where it was otherwise.
-    #[test]
-    fn freeze_and_thaw_a_running_cgroup() {
-        let h = Hierarchy::detect().unwrap();
-        let name = format!("unit-freeze-{}", std::process::id());
-        let full = h.cgroup(&name);
-        let bare = full.needed(&Limits::default()).unwrap();
-        bare.create().unwrap();
-        let mut sleeper = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = sleeper.id() as i32;
-        bare.add_pid(pid).unwrap();
-        full.freeze(Duration::from_secs(5)).unwrap();
-        assert!(full.is_frozen().unwrap());
-        assert_eq!(full.existing().procs().unwrap(), vec![pid]);
-        full.thaw().unwrap();
-        assert!(!full.is_frozen().unwrap());
-        sleeper.kill().unwrap();
-        sleeper.wait().unwrap();
-        full.remove().unwrap();
-        assert!(full.paths().iter().all(|p| !p.exists()));
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/",
+            "../x",
+            "a/..",
+            ".hidden",
+            "sp ace",
+            "a/b/c/d/e/f/g/h/i",
+        ] {
+            let e = validate_parent(bad).unwrap_err().to_string();
+            assert!(e.contains("--cgroup-parent"), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -1264,9 +1366,9 @@ mod tests {
         .unwrap();
         fs::write(dir.join("cgroup.subtree_control"), "").unwrap();
         let h = Hierarchy::v2_at(dir);
-        let cg = h.cgroup("web");
+        let cg = h.cgroup(DEFAULT_PARENT, "web");
         fs::create_dir_all(&cg.paths()[0]).unwrap();
-        fs::write(dir.join(PARENT).join("cgroup.subtree_control"), "").unwrap();
+        fs::write(dir.join(DEFAULT_PARENT).join("cgroup.subtree_control"), "").unwrap();
         let d = &cg.paths()[0];
         for (f, v) in [
             ("memory.max", "max\n"),
@@ -1287,7 +1389,7 @@ mod tests {
     fn v2_file_formats() {
         let t = tempfile::tempdir().unwrap();
         let h = fake_v2(t.path());
-        let cg = h.cgroup("web");
+        let cg = h.cgroup(DEFAULT_PARENT, "web");
         cg.create().unwrap();
         assert_eq!(
             fs::read_to_string(t.path().join("cgroup.subtree_control")).unwrap(),
@@ -1333,7 +1435,7 @@ mod tests {
     fn v2_update_restores_on_failure() {
         let t = tempfile::tempdir().unwrap();
         let h = fake_v2(t.path());
-        let cg = h.cgroup("web");
+        let cg = h.cgroup(DEFAULT_PARENT, "web");
         cg.apply(&Limits {
             pids: Some(20),
             memory: Some(64 << 20),

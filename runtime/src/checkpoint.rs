@@ -57,7 +57,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cgroup::PARENT;
 use crate::state::{self, validate_name, State, Status};
 use crate::{container, ContainerConfig, Launch, Result, Runtime, RuntimeError};
 
@@ -323,6 +322,10 @@ pub struct RestoreOptions {
     pub image_path: Option<PathBuf>,
     /// The CRIU binary (default: found on PATH).
     pub criu: Option<PathBuf>,
+    /// For an import: the cgroup parent of the restored container (default
+    /// [`crate::cgroup::DEFAULT_PARENT`]). The archive's own is never used: where a
+    /// container lands in this host's cgroup tree is the importer's choice.
+    pub cgroup_parent: Option<String>,
 }
 
 /// Everything the restoring monitor needs, prepared (and checked) before it forks.
@@ -751,7 +754,7 @@ impl Runtime {
             }
         }
         let procs = self
-            .cgroup(name)
+            .cgroup(&s.config)
             .existing()
             .procs()
             .map_err(|e| failed(format!("list its processes: {e}")))?;
@@ -777,7 +780,7 @@ impl Runtime {
             });
         }
         let controllers = if self.cgroups.is_v1() {
-            self.cgroup(name).existing().controllers()
+            self.cgroup(&s.config).existing().controllers()
         } else {
             Vec::new()
         };
@@ -1006,7 +1009,7 @@ impl Runtime {
         let sink = match self.log_sink(name, None) {
             Ok(x) => x,
             Err(e) => {
-                self.abort_launch(name, &launch);
+                self.abort_launch(&s.config, &launch);
                 return Err(e);
             }
         };
@@ -1078,7 +1081,7 @@ impl Runtime {
             a.push(&b.source);
             args.push(a);
         }
-        let cg = format!("/{PARENT}/{}", self.cgroup_name(name));
+        let cg = format!("/{}/{}", s.config.cgroup_parent, self.cgroup_name(name));
         if self.cgroups.is_v1() {
             for c in &meta.cgroup_controllers {
                 args.extend(["--cgroup-root".into(), format!("{c}:{cg}").into()]);
@@ -1176,6 +1179,11 @@ impl Runtime {
         let mut cfg = meta.config.clone();
         cfg.name = name.clone();
         cfg.rootfs = rootfs;
+        cfg.cgroup_parent = opts
+            .cgroup_parent
+            .clone()
+            .unwrap_or_else(|| crate::cgroup::DEFAULT_PARENT.to_string());
+        crate::cgroup::validate_parent(&cfg.cgroup_parent)?;
         let lock = self
             .state
             .create(&State::new(cfg).claimed_by_this_process())?;

@@ -89,7 +89,7 @@ impl Runtime {
         let created_by = format!("distill commit: {}", s.config.argv.join(" "));
         let layer = {
             let _frozen = if s.status == Status::Running && s.pid_alive() {
-                let cg = self.cgroup(name);
+                let cg = self.cgroup(&s.config);
                 // A failure part-way leaves nothing frozen.
                 cg.freeze(FREEZE_TIMEOUT).inspect_err(|_| {
                     let _ = cg.thaw();
@@ -105,7 +105,7 @@ impl Runtime {
         // A v1 container that started without the freezer controller has joined it now.
         if s.status == Status::Running {
             let mut now = self.state.read_raw(name)?;
-            let paths: Vec<PathBuf> = self.cgroup(name).existing().paths();
+            let paths: Vec<PathBuf> = self.cgroup(&s.config).existing().paths();
             if now.cgroup_paths != paths {
                 now.cgroup_paths = paths;
                 self.state.write(&now, &lock)?;

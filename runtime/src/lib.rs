@@ -261,6 +261,11 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// Install the seccomp filter (false for `--security-opt seccomp=unconfined`).
     pub seccomp: bool,
+    /// The cgroup (relative to each hierarchy's root) the container's cgroup is made in
+    /// (`--cgroup-parent`; [`cgroup::DEFAULT_PARENT`] unless chosen, checked by
+    /// [`cgroup::validate_parent`]). Recorded with the container, so every later command
+    /// finds its cgroup whatever parent it was started with.
+    pub cgroup_parent: String,
 }
 
 impl Default for ContainerConfig {
@@ -284,6 +289,7 @@ impl Default for ContainerConfig {
             stop_timeout: 10,
             auto_remove: false,
             seccomp: true,
+            cgroup_parent: cgroup::DEFAULT_PARENT.to_string(),
         }
     }
 }
@@ -834,12 +840,13 @@ impl Runtime {
         self
     }
 
-    /// The container's cgroup.
-    pub fn cgroup(&self, name: &str) -> cgroup::Cgroup {
-        self.cgroups.cgroup(&self.cgroup_name(name))
+    /// The cgroup of the container `cfg` describes.
+    pub fn cgroup(&self, cfg: &ContainerConfig) -> cgroup::Cgroup {
+        self.cgroups
+            .cgroup(&cfg.cgroup_parent, &self.cgroup_name(&cfg.name))
     }
 
-    /// The cgroup of a container is `distill/<name>-<tag>`, the tag naming the state root
+    /// The cgroup of a container is `<cgroup parent>/<name>-<tag>`, the tag naming the state root
     /// (FNV-1a of its path): two state roots on one host (two users, two test runs) may both
     /// have a container called `web` without sharing, or refusing, a cgroup.
     pub fn cgroup_name(&self, name: &str) -> String {
@@ -1083,6 +1090,7 @@ impl Runtime {
     /// them.
     fn claim(&self, cfg: &ContainerConfig) -> Result<Option<distill_sandbox::PendingNamespaces>> {
         cfg.limits.validate()?;
+        cgroup::validate_parent(&cfg.cgroup_parent)?;
         let early = self.premade.lock().ok().and_then(|mut p| p.take());
         let premade = if cfg.network == Network::None {
             early.or_else(|| container::premake(cfg.network))
@@ -1176,7 +1184,7 @@ impl Runtime {
     /// limits need, writes the limits and opens the `tasks` files for its init to move
     /// itself in.
     fn make_v1_cgroup(&self, cfg: &ContainerConfig) -> Result<Vec<OwnedFd>> {
-        let cg = self.cgroup(&cfg.name);
+        let cg = self.cgroup(cfg);
         if let Ok(procs) = cg.procs() {
             if !procs.is_empty() {
                 return Err(RuntimeError::StartFailed {
@@ -1200,12 +1208,13 @@ impl Runtime {
     /// Undoes the claim of a launch that failed before its monitor ran (or whose monitor
     /// died without a word): a new container is removed with its cgroup, a restore puts back
     /// the state it started from.
-    fn abort_launch(&self, name: &str, launch: &Launch) {
+    fn abort_launch(&self, cfg: &ContainerConfig, launch: &Launch) {
+        let name = &cfg.name;
         match launch {
             Launch::Run(p) => {
                 // The monitor never ran: the cgroup made for it goes too.
                 if p.has_cgroup() {
-                    let _ = self.cgroup(name).remove();
+                    let _ = self.cgroup(cfg).remove();
                 }
                 self.discard(name)
             }
@@ -1229,7 +1238,7 @@ impl Runtime {
         detach: bool,
     ) -> Result<Launched> {
         let fail = |launch: &Launch, e: RuntimeError| {
-            self.abort_launch(&cfg.name, launch);
+            self.abort_launch(cfg, launch);
             e
         };
         let devnull = OpenOptions::new()
@@ -1290,7 +1299,7 @@ impl Runtime {
             None => {
                 // The monitor (or, detached, the process forking it) died without a word:
                 // nothing of this launch stays (state, cgroup and whatever is in it).
-                self.abort_launch(&cfg.name, &launch);
+                self.abort_launch(cfg, &launch);
                 Err(RuntimeError::StartFailed {
                     name: cfg.name.clone(),
                     reason: "the monitor exited before starting the container".into(),
@@ -1367,7 +1376,7 @@ impl Runtime {
         distill_sandbox::close_fds_except(&keep);
         let mut status = unsafe { File::from_raw_fd(status_fd) };
         let name = cfg.name.clone();
-        let cg = self.cgroup(&name);
+        let cg = self.cgroup(cfg);
         let me = unsafe { libc::getpid() };
         // A failed restore leaves the container as it was (checkpointed, images kept).
         let restoring: Option<State> = match launch {
@@ -1757,7 +1766,7 @@ impl Runtime {
             Err(StateError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let _ = self.cgroup(name).remove();
+        let _ = self.cgroup(&s.config).remove();
         self.state.remove(name, &lock)?;
         Ok(())
     }
@@ -1776,7 +1785,7 @@ impl Runtime {
         let merged = s.config.limits.merged(new);
         merged.validate()?;
         // A container started without, say, a CPU limit has no cpu directory yet (v1).
-        let cg = self.cgroup(name);
+        let cg = self.cgroup(&s.config);
         cg.existing().grow_to(&cg.needed(&merged)?)?;
         cg.update(new)?;
         s.cgroup_paths = cg.existing().paths();
@@ -1822,7 +1831,7 @@ impl Runtime {
         };
         // Joins every namespace of the container; not dumpable until it execs (CVE-2019-5736).
         let target = distill_sandbox::Pid::from_raw(pid);
-        let cg = self.cgroup(name).existing();
+        let cg = self.cgroup(&s.config).existing();
         // v1: the process moves itself into the container's cgroup right after clone (a
         // self-move is cheap; moving it from here afterwards would wait for an RCU grace
         // period, 20 ms for the first exec after a quiet moment), before anything else runs.

@@ -19,7 +19,7 @@ fn limits_are_written_before_exec() {
         ..Default::default()
     };
     let s = env.rt.run_detached(&cfg).unwrap();
-    let cg = env.rt.cgroup(&cfg.name);
+    let cg = env.rt.cgroup(&cfg);
     let v1 = env.rt.cgroups.is_v1();
     if v1 {
         assert_eq!(
@@ -40,7 +40,10 @@ fn limits_are_written_before_exec() {
     assert_eq!(cg.procs().unwrap(), vec![s.pid.unwrap()]);
     // The limits are in place from the first instruction: the init is in the cgroup.
     let text = std::fs::read_to_string(format!("/proc/{}/cgroup", s.pid.unwrap())).unwrap();
-    assert!(text.contains(&format!("/distill/{}", cfg.name)), "{text}");
+    assert!(
+        text.contains(&format!("/{}/{}", cfg.cgroup_parent, cfg.name)),
+        "{text}"
+    );
     env.rt.rm(&cfg.name, true).unwrap();
     assert!(cg.paths().iter().all(|p| !p.exists()));
 }
@@ -115,7 +118,7 @@ fn update_is_felt_at_once_and_rolls_back() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let cg = env.rt.cgroup(&cfg.name);
+    let cg = env.rt.cgroup(&cfg);
     // Forking works under the original limit.
     let (code, _, err) = env.exec(&cfg.name, &["sh", "-c", "sleep 0 & wait"]);
     assert_eq!(code, 0, "{err}");
@@ -221,7 +224,7 @@ fn unsupported_blkio_weight_is_refused_clearly() {
     let env = common::env();
     let mut cfg = env.cfg("blkio", &["true"]);
     cfg.limits.blkio_weight = Some(500);
-    let cg = env.rt.cgroup(&cfg.name);
+    let cg = env.rt.cgroup(&cfg);
     match env
         .rt
         .run_foreground(&cfg, distill_runtime::Output::Inherit, &[])
@@ -251,7 +254,7 @@ fn unsupported_blkio_weight_is_refused_clearly() {
         env.rt.run_detached(&cfg).unwrap();
         let v = env
             .rt
-            .cgroup(&cfg.name)
+            .cgroup(&cfg)
             .read("blkio", "blkio.throttle.read_bps_device")
             .unwrap();
         assert!(v.ends_with(" 1048576"), "{v}");
@@ -270,7 +273,7 @@ fn unsupported_blkio_weight_is_refused_clearly() {
             .unwrap();
         let v = env
             .rt
-            .cgroup(&cfg.name)
+            .cgroup(&cfg)
             .read("blkio", "blkio.throttle.read_bps_device")
             .unwrap();
         assert!(v.ends_with(" 2097152"), "{v}");
@@ -286,32 +289,34 @@ fn v2_placement_on_the_unified_hierarchy() {
     let Some(h2) = v2_hierarchy() else {
         return; // no cgroup2 mount on this host
     };
-    let name = common::name("v2place");
-    let cg = h2.cgroup(&name);
+    let mut own = common::OwnedParent::new(h2);
+    let name = "v2place";
+    let cg = own.cgroup(name);
     cg.create().unwrap();
-    let (mut child, pid) = sleeper_in(&cg);
+    let pid = own.sleeper_in(&cg);
     assert_eq!(cg.procs().unwrap(), vec![pid]);
-    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let procs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
-        own.lines().any(|l| l == format!("0::/distill/{name}")),
-        "{own}"
+        procs
+            .lines()
+            .any(|l| l == format!("0::/{}/{name}", own.parent)),
+        "{procs}"
     );
     assert!(!cg.oom_killed());
     // remove() kills what is left (cgroup.kill on v2) and removes the directory.
     cg.remove().unwrap();
-    let st = child.wait().unwrap();
-    assert!(!st.success());
+    assert!(!own.wait_sleeper(pid).success());
     assert!(cg.paths().iter().all(|p| !p.exists()));
 }
 
 #[test]
 fn a_cgroup_in_use_is_refused_and_left_alone() {
-    let env = common::env();
+    let mut env = common::env();
     let cfg = env.cfg("busy", &["true"]);
-    let cg = env.rt.cgroup(&cfg.name);
+    let cg = env.rt.cgroup(&cfg);
     let needed = cg.needed(&Limits::default()).unwrap();
     needed.create().unwrap();
-    let (mut squatter, pid) = sleeper_in(&needed);
+    let pid = env.cgroups.sleeper_in(&needed);
     let e = env
         .rt
         .run_foreground(&cfg, distill_runtime::Output::Inherit, &[])
@@ -323,17 +328,16 @@ fn a_cgroup_in_use_is_refused_and_left_alone() {
     // Nothing of it was touched, and no container is left behind.
     assert_eq!(cg.procs().unwrap(), vec![pid]);
     assert!(env.rt.list().unwrap().is_empty());
-    squatter.kill().unwrap();
-    squatter.wait().unwrap();
+    env.cgroups.kill_sleepers();
     std::thread::sleep(Duration::from_millis(50));
     needed.remove().unwrap();
 }
 
 #[test]
 fn a_retired_cgroup_frees_its_name_at_once_and_goes_on_remove() {
-    let h = distill_runtime::Hierarchy::detect().unwrap();
-    let name = common::name("retire");
-    let cg = h.cgroup(&name);
+    let own = common::OwnedParent::new(distill_runtime::Hierarchy::detect().unwrap());
+    let h = &own.h;
+    let cg = own.cgroup("retire");
     let needed = cg.needed(&Limits::default()).unwrap();
     needed.create().unwrap();
     let paths = needed.paths();
@@ -389,7 +393,8 @@ fn a_retired_v2_cgroup_is_removed_in_place() {
     let Some(h2) = v2_hierarchy() else {
         return; // no cgroup2 mount on this host
     };
-    let cg = h2.cgroup(&common::name("v2retire"));
+    let own = common::OwnedParent::new(h2);
+    let cg = own.cgroup("v2retire");
     cg.create().unwrap();
     assert!(cg.paths().iter().all(|p| p.exists()));
     let retired = cg.retire();
@@ -403,13 +408,104 @@ fn v2_hierarchy() -> Option<distill_runtime::Hierarchy> {
     Some(distill_runtime::Hierarchy::v2_at(h.v2?))
 }
 
-/// A `sleep 100` moved into `cg`, and its pid.
-fn sleeper_in(cg: &distill_runtime::cgroup::Cgroup) -> (std::process::Child, i32) {
-    let child = std::process::Command::new("sleep")
-        .arg("100")
-        .spawn()
+/// On a v1 host: a cgroup without limits has only memory and pids; an update that needs
+/// cpu creates that directory (and the parent there, which no container had made yet)
+/// and moves the running process into it.
+#[test]
+fn v1_needed_controllers_grow() {
+    let mut own = common::OwnedParent::new(distill_runtime::Hierarchy::detect().unwrap());
+    let h = own.h.clone();
+    if !h.is_v1()
+        || !["memory", "pids", "cpu"]
+            .iter()
+            .all(|c| h.v1.contains_key(*c))
+    {
+        eprintln!("skipped: needs cgroup v1 memory, pids and cpu");
+        return;
+    }
+    let full = own.cgroup("grow");
+    let bare = full.needed(&Limits::default()).unwrap();
+    assert_eq!(bare.controllers(), ["memory", "pids"]);
+    bare.create().unwrap();
+    assert!(!h.v1["cpu"].join(&own.parent).exists());
+    let pid = own.sleeper_in(&bare);
+    let cpu = Limits {
+        cpu_shares: Some(512),
+        ..Default::default()
+    };
+    let want = full.needed(&cpu).unwrap();
+    assert!(want.controllers().iter().any(|c| c == "cpu"));
+    full.existing().grow_to(&want).unwrap();
+    let procs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let cpu_line = procs
+        .lines()
+        .find(|l| l.split(':').nth(1).unwrap().split(',').any(|c| c == "cpu"))
         .unwrap();
-    let pid = child.id() as i32;
-    cg.add_pid(pid).unwrap();
-    (child, pid)
+    assert!(
+        cpu_line.ends_with(&format!("/{}/grow", own.parent)),
+        "{procs}"
+    );
+    full.update(&cpu).unwrap();
+    assert_eq!(full.read("cpu", "cpu.shares").unwrap(), "512");
+    full.remove().unwrap();
+    assert!(full.paths().iter().all(|p| !p.exists()));
+}
+
+/// A container cgroup without the freezer (v1: no limits) is frozen by joining it to the
+/// freezer first (making the parent there); thaw undoes it and the process is left where
+/// it was otherwise.
+#[test]
+fn freeze_and_thaw_a_running_cgroup() {
+    let mut own = common::OwnedParent::new(distill_runtime::Hierarchy::detect().unwrap());
+    let full = own.cgroup("freeze");
+    let bare = full.needed(&Limits::default()).unwrap();
+    bare.create().unwrap();
+    let pid = own.sleeper_in(&bare);
+    full.freeze(Duration::from_secs(5)).unwrap();
+    assert!(full.is_frozen().unwrap());
+    assert_eq!(full.existing().procs().unwrap(), vec![pid]);
+    full.thaw().unwrap();
+    assert!(!full.is_frozen().unwrap());
+}
+
+/// Containers' cgroups are created in a parent while another thread keeps removing that
+/// parent whenever it is empty (what another state root's clean-up does): every creation
+/// succeeds, the parent being made again each time it is needed.
+#[test]
+fn creating_races_removing_an_empty_parent() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let own = common::OwnedParent::new(distill_runtime::Hierarchy::detect().unwrap());
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let remover = {
+        let (h, parent, stop) = (own.h.clone(), own.parent.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut removed = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                for d in h.parent_dirs(&parent) {
+                    if std::fs::remove_dir(&d).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+            removed
+        })
+    };
+    let mut failed = None;
+    for i in 0..300 {
+        let cg = own
+            .cgroup(&format!("c{i}"))
+            .needed(&Limits::default())
+            .unwrap();
+        if let Err(e) = cg.create() {
+            failed = Some(format!("create {i}: {e}"));
+            break;
+        }
+        assert!(cg.paths().iter().all(|p| p.is_dir()));
+        cg.remove().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let removed = remover.join().unwrap();
+    assert_eq!(failed, None);
+    // The race really happened: the parent was taken away under the creations.
+    assert!(removed > 10, "the parent was removed only {removed} times");
 }

@@ -221,7 +221,7 @@ fn detached_stop_kill_rm_and_logs() {
     let pid = s.pid.unwrap();
     env.rt.rm(&cfg.name, true).unwrap();
     assert!(distill_runtime::state::proc_start_time(pid).is_none());
-    assert!(env.rt.cgroup(&cfg.name).paths().iter().all(|p| !p.exists()));
+    assert!(env.rt.cgroup(&cfg).paths().iter().all(|p| !p.exists()));
     let names: Vec<String> = env.rt.list().unwrap().into_iter().map(|s| s.name).collect();
     assert!(!names.contains(&cfg.name), "{names:?}");
 }

@@ -5,11 +5,36 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The pinned busybox-static package the examples use.
-pub const BUSYBOX_DEB_VERSION: &str = "1:1.35.0-4+deb12u1+b1";
-/// Its sha256, from apt's index.
-pub const BUSYBOX_DEB_SHA256: &str =
-    "3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744";
+/// The busybox-static package the tests' manifests use, pinned when the test process first
+/// asks (`distill pin deb busybox-static`, the machine's apt): (version, sha256). A pin
+/// written into the repository would stop being served the day Debian moves on.
+pub fn busybox_pin() -> (String, String) {
+    static PIN: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    PIN.get_or_init(|| {
+        let out = Command::new(distill_bin())
+            .args(["--json", "pin", "deb", "busybox-static"])
+            .output()
+            .expect("run distill pin deb");
+        let run = Run::from(out);
+        run.ok();
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("pin --json");
+        (
+            v[0]["version"].as_str().expect("version").to_string(),
+            v[0]["sha256"].as_str().expect("sha256").to_string(),
+        )
+    })
+    .clone()
+}
+
+/// The `sha256` pinned for `[source.<source>]` in the manifest at `manifest`.
+pub fn pinned_sha256(manifest: &Path, source: &str) -> String {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let doc: toml::Table = toml::from_str(&text).unwrap();
+    doc["source"][source]["sha256"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no sha256 for {source} in {}", manifest.display()))
+        .to_string()
+}
 
 /// The workspace's top directory.
 pub fn workspace() -> PathBuf {
@@ -150,13 +175,17 @@ impl World {
         .ok();
     }
 
-    /// Copy an example into the world and sign it; returns the manifest path.
+    /// Copy an example into the world, bring its Debian pins up to what the machine's apt
+    /// serves (`distill pin deb --update`: a pin Debian no longer serves is replaced, the
+    /// others are kept) and sign it; returns the manifest path.
     pub fn example(&self, name: &str) -> PathBuf {
         let src = workspace().join("examples").join(name);
         let dst = self.path(name);
         copy_dir(&src, &dst);
         let _ = std::fs::remove_file(dst.join("manifest.toml.asc"));
         let m = dst.join("manifest.toml");
+        self.distill(&["pin", "deb", "--update", m.to_str().unwrap()])
+            .ok();
         self.sign(&m);
         m
     }
@@ -228,16 +257,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .to_string()
 }
 
-/// A manifest preamble with the pinned busybox deb unpacked as package `busybox`.
+/// A manifest preamble with the busybox deb ([`busybox_pin`]) unpacked as package `busybox`.
 pub fn busybox_preamble() -> String {
+    let (version, sha256) = busybox_pin();
     format!(
         r#"version = 1
 
 [source.busybox-deb]
 deb = "busybox-static"
-deb_version = "{BUSYBOX_DEB_VERSION}"
+deb_version = "{version}"
 arch = "amd64"
-sha256 = "{BUSYBOX_DEB_SHA256}"
+sha256 = "{sha256}"
 
 [package.busybox]
 version = "1.35.0"
@@ -275,8 +305,10 @@ pub fn hello_archive() -> PathBuf {
         .clone()
 }
 
-/// A container test's world: its own `--root` (with the hello image loaded) and `--state`.
-/// Dropping it removes its containers and stops its log daemon.
+/// A container test's world: its own `--root` (with the hello image loaded), `--state` and
+/// cgroup parent (`DISTILL_CGROUP_PARENT`, one that did not exist before). Dropping it
+/// removes its containers, stops its log daemon and removes the cgroup parent with anything
+/// left below it.
 pub struct Lab {
     /// Owns the temporary directory.
     pub dir: tempfile::TempDir,
@@ -284,6 +316,101 @@ pub struct Lab {
     pub root: PathBuf,
     /// `--state`.
     pub state: PathBuf,
+    /// The cgroup parent of this lab's containers.
+    pub cgroup_parent: String,
+}
+
+/// A cgroup parent for one test, unique in this test process and checked not to exist yet.
+pub fn fresh_cgroup_parent(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let parent = format!("distill-{tag}-{}-{n}", std::process::id());
+    let h = distill_runtime::Hierarchy::detect().expect("a cgroup hierarchy");
+    for d in h.parent_dirs(&parent) {
+        assert!(
+            !d.exists(),
+            "{} exists before the test made it",
+            d.display()
+        );
+    }
+    parent
+}
+
+/// A cgroup of one test's own that the processes it starts go into, so that it can tell
+/// what they left running without looking at any other process of the machine. Dropping it
+/// kills whatever is still there and removes the cgroup and its parent.
+pub struct OwnCgroup {
+    parent: String,
+    cg: distill_runtime::cgroup::Cgroup,
+}
+
+impl OwnCgroup {
+    /// A new, empty cgroup (memory and pids on v1).
+    pub fn new() -> OwnCgroup {
+        let parent = fresh_cgroup_parent("own");
+        let h = distill_runtime::Hierarchy::detect().expect("a cgroup hierarchy");
+        let cg = h
+            .cgroup(&parent, "procs")
+            .needed(&distill_runtime::Limits::default())
+            .expect("a cgroup without limits");
+        let own = OwnCgroup { parent, cg };
+        own.cg.create().expect("create the test's cgroup");
+        own
+    }
+
+    /// Starts `cmd` inside this cgroup: the child moves itself in before it execs, so every
+    /// process it makes is born there.
+    pub fn spawn(&self, cmd: &mut Command) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let files: Vec<std::fs::File> = self
+            .cg
+            .paths()
+            .iter()
+            .map(|d| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("cgroup.procs"))
+                    .expect("open cgroup.procs")
+            })
+            .collect();
+        // SAFETY: only write(2) on descriptors opened before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                use std::io::Write;
+                for mut f in &files {
+                    f.write_all(b"0")?;
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().expect("spawn in the test's cgroup")
+    }
+
+    /// The processes in the cgroup now.
+    pub fn procs(&self) -> Vec<i32> {
+        self.cg.procs().expect("read the test's cgroup")
+    }
+}
+
+impl Default for OwnCgroup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for OwnCgroup {
+    fn drop(&mut self) {
+        remove_cgroup_parent(&self.parent);
+    }
+}
+
+/// Removes cgroup parent `parent` and every cgroup below it (killing what runs there).
+pub fn remove_cgroup_parent(parent: &str) {
+    let h = distill_runtime::Hierarchy::detect().expect("a cgroup hierarchy");
+    let r = h.remove_parent(parent, true);
+    if !std::thread::panicking() {
+        r.expect("remove the test's cgroup parent");
+    }
 }
 
 impl Lab {
@@ -303,7 +430,12 @@ impl Lab {
             .expect("tempdir");
         let root = dir.path().join("root");
         let state = dir.path().join("state");
-        Lab { dir, root, state }
+        Lab {
+            dir,
+            root,
+            state,
+            cgroup_parent: fresh_cgroup_parent("lab"),
+        }
     }
 
     /// A path inside the lab's temp dir.
@@ -317,6 +449,7 @@ impl Lab {
         c.args(args)
             .env("DISTILL_ROOT", &self.root)
             .env("DISTILL_STATE", &self.state)
+            .env("DISTILL_CGROUP_PARENT", &self.cgroup_parent)
             .env("NO_COLOR", "1");
         c
     }
@@ -378,6 +511,7 @@ impl Default for Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.clean_state(&self.state);
+        remove_cgroup_parent(&self.cgroup_parent);
     }
 }
 

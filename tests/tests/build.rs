@@ -472,17 +472,18 @@ fn a_killed_build_leaves_no_partial_path() {
     // Make busybox available first so the kill lands in the slow step.
     let text = busybox_package(&["echo partial > $out/partial", "sleep 30", "touch $out/ok"]);
     let m = w.manifest("killed", &text, &[]);
-    let mut child = w
-        .command(&[
+    // The build and everything it starts are in a cgroup of this test's own.
+    let own = distill_tests::OwnCgroup::new();
+    let mut child = own.spawn(
+        w.command(&[
             "build",
             m.to_str().unwrap(),
             "--keyring",
             w.cert().to_str().unwrap(),
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::null()),
+    );
     // Wait until the slow step runs (the busybox package is in place), then SIGKILL.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -499,6 +500,8 @@ fn a_killed_build_leaves_no_partial_path() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The build has processes besides itself (its sandbox) for the kill to leave behind.
+    assert!(own.procs().len() >= 2, "{:?}", own.procs());
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -507,15 +510,16 @@ fn a_killed_build_leaves_no_partial_path() {
         w.store_entries()
     );
     w.distill(&["store", "verify"]).ok();
-    // And the sandbox died with it: nothing is still sleeping in it.
-    std::thread::sleep(Duration::from_millis(300));
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .unwrap();
-    assert!(!String::from_utf8_lossy(&ps.stdout)
-        .lines()
-        .any(|l| l.trim() == "sleep 30"));
+    // And the sandbox died with it: nothing the build started is left in its cgroup.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !own.procs().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        own.procs(),
+        Vec::<i32>::new(),
+        "left running after the kill"
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use distill_runtime::{ContainerConfig, Runtime};
+use distill_runtime::cgroup::Cgroup;
+use distill_runtime::{ContainerConfig, Hierarchy, Runtime};
 
 pub const APPLETS: &[&str] = &[
     "sh",
@@ -51,17 +52,104 @@ pub fn name(tag: &str) -> String {
     format!("rt-{tag}-{}", std::process::id())
 }
 
+/// A cgroup parent owned by one test: it did not exist before (checked), and dropping this
+/// kills the processes the test started with [`OwnedParent::sleeper_in`] and removes every
+/// cgroup below the parent and the parent itself, whichever way the test ends. No test uses
+/// the shared `distill` parent.
+pub struct OwnedParent {
+    pub h: Hierarchy,
+    pub parent: String,
+    children: Vec<std::process::Child>,
+}
+
+impl OwnedParent {
+    pub fn new(h: Hierarchy) -> OwnedParent {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let parent = format!("distill-test-{}-{n}", std::process::id());
+        for d in h.parent_dirs(&parent) {
+            assert!(
+                !d.exists(),
+                "{} exists before the test made it",
+                d.display()
+            );
+        }
+        OwnedParent {
+            h,
+            parent,
+            children: Vec::new(),
+        }
+    }
+
+    /// The cgroup `name` in this parent (not created).
+    pub fn cgroup(&self, name: &str) -> Cgroup {
+        self.h.cgroup(&self.parent, name)
+    }
+
+    /// A `sleep` moved into `cg`, killed when this is dropped; its pid.
+    pub fn sleeper_in(&mut self, cg: &Cgroup) -> i32 {
+        let child = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        self.children.push(child);
+        cg.add_pid(pid).unwrap();
+        pid
+    }
+
+    /// Waits for sleeper `pid` to exit (something else must kill it).
+    pub fn wait_sleeper(&mut self, pid: i32) -> std::process::ExitStatus {
+        let i = self
+            .children
+            .iter()
+            .position(|c| c.id() as i32 == pid)
+            .expect("a sleeper of this parent");
+        self.children.remove(i).wait().unwrap()
+    }
+
+    /// Kills and reaps the sleepers started so far.
+    pub fn kill_sleepers(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for OwnedParent {
+    fn drop(&mut self) {
+        self.kill_sleepers();
+        let r = self.h.remove_parent(&self.parent, true);
+        if !std::thread::panicking() {
+            r.unwrap();
+            for d in self.h.parent_dirs(&self.parent) {
+                assert!(!d.exists(), "{} left behind", d.display());
+            }
+        }
+    }
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub rt: Runtime,
     pub rootfs: PathBuf,
+    /// The cgroup parent of this test's containers (removed after the containers).
+    pub cgroups: OwnedParent,
 }
 
 pub fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let rt = Runtime::new(dir.path().join("state")).unwrap();
     let rootfs = busybox_root(dir.path());
-    Env { dir, rt, rootfs }
+    let cgroups = OwnedParent::new(rt.cgroups.clone());
+    Env {
+        dir,
+        rt,
+        rootfs,
+        cgroups,
+    }
 }
 
 impl Env {
@@ -70,6 +158,7 @@ impl Env {
             name: name(tag),
             rootfs: self.rootfs.clone(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
+            cgroup_parent: self.cgroups.parent.clone(),
             ..Default::default()
         }
     }
