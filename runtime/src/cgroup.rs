@@ -1128,7 +1128,14 @@ fn create_dir_in(dir: &Path, v2: Option<(&Path, &[&str])>) -> Result<()> {
         } else {
             match fs::create_dir_all(parent) {
                 Ok(()) => {}
-                Err(e) if raced(&e) => continue,
+                // (create_dir_all reports EEXIST when a level it found existing is gone by
+                // the time it checks that it is a directory.)
+                Err(e)
+                    if raced(&e)
+                        || (e.kind() == ErrorKind::AlreadyExists && tries < CREATE_TRIES) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(io_err("create", parent)(e)),
             }
         }

@@ -469,8 +469,10 @@ fn freeze_and_thaw_a_running_cgroup() {
 }
 
 /// Containers' cgroups are created in a parent while another thread keeps removing that
-/// parent whenever it is empty (what another state root's clean-up does): every creation
-/// succeeds, the parent being made again each time it is needed.
+/// parent whenever it is empty (what a clean-up of that parent elsewhere does): every
+/// creation succeeds, the parent being made again each time it is needed. The remover
+/// pauses a varying few microseconds between attempts, as any other process would: one
+/// spinning on `rmdir` wins the cgroup mutex between any two steps of the creator.
 #[test]
 fn creating_races_removing_an_empty_parent() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -480,12 +482,15 @@ fn creating_races_removing_an_empty_parent() {
         let (h, parent, stop) = (own.h.clone(), own.parent.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut removed = 0u32;
+            let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for d in h.parent_dirs(&parent) {
                     if std::fs::remove_dir(&d).is_ok() {
                         removed += 1;
                     }
                 }
+                i += 1;
+                std::thread::sleep(Duration::from_micros(20 + (i * 37) % 150));
             }
             removed
         })
