@@ -1527,6 +1527,8 @@ impl Plan<'_> {
             } else {
                 (1u64 << (self.last_cap + 1)) - 1
             };
+            // Effective and permitted: the mask; inheritable: empty, so no program's file
+            // capabilities can take any from it. Ambient (a subset of inheritable): cleared.
             sys::capset(mask & all).map_err(&caps)?;
             match sys::prctl(
                 libc::PR_CAP_AMBIENT,

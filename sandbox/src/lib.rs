@@ -82,8 +82,10 @@ pub struct Spec {
     /// Set `PR_SET_NO_NEW_PRIVS`.
     pub no_new_privs: bool,
     /// If `Some`, keep only these capabilities (numbers from [`cap`]) in the bounding,
-    /// effective, permitted and inheritable sets and clear the ambient set. If `None`,
-    /// capabilities are left as the kernel computes them for `uid`.
+    /// effective and permitted sets, and empty the inheritable and ambient sets (as runc
+    /// does since CVE-2022-24769: an inheritable capability would reach any program whose
+    /// file capabilities name it inheritable, whatever the user). If `None`, capabilities
+    /// are left as the kernel computes them for `uid`.
     pub capabilities: Option<Vec<u32>>,
     /// A seccomp filter installed right before [`Spec::pre_exec`] and `execve` (after ids,
     /// capabilities and no_new_privs). Without `no_new_privs` the kernel demands

@@ -281,7 +281,9 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Set effective, permitted and inheritable capability sets to `mask`.
+/// Set the effective and permitted capability sets to `mask` and empty the inheritable set.
+/// An inheritable capability would pass to any program whose file capabilities name it
+/// inheritable (`+ei`), even as a non-root user and with no_new_privs (CVE-2022-24769).
 pub(crate) fn capset(mask: u64) -> SysResult<()> {
     let hdr = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
@@ -293,12 +295,12 @@ pub(crate) fn capset(mask: u64) -> SysResult<()> {
         CapData {
             effective: lo,
             permitted: lo,
-            inheritable: lo,
+            inheritable: 0,
         },
         CapData {
             effective: hi,
             permitted: hi,
-            inheritable: hi,
+            inheritable: 0,
         },
     ];
     let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) };

@@ -333,6 +333,8 @@ fn capabilities_are_dropped_and_no_new_privs_set() {
         assert_eq!(got, want, "{key} {got:x} != {want:x}");
     }
     assert_eq!(status_field(&out, "CapAmb:"), "0000000000000000");
+    // Nothing inheritable: a program's `+i` file capabilities get nothing (CVE-2022-24769).
+    assert_eq!(status_field(&out, "CapInh:"), "0000000000000000");
     assert_eq!(status_field(&out, "NoNewPrivs:"), "1");
 
     // Non-root user with one capability kept: bounding set holds only it, effective is empty
@@ -351,6 +353,7 @@ fn capabilities_are_dropped_and_no_new_privs_set() {
         "{out}"
     );
     assert_eq!(status_field(&out, "CapEff:"), "0000000000000000");
+    assert_eq!(status_field(&out, "CapInh:"), "0000000000000000");
     assert_eq!(
         u64::from_str_radix(&status_field(&out, "CapBnd:"), 16).unwrap(),
         1 << cap::NET_BIND_SERVICE
