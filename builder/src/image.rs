@@ -313,7 +313,7 @@ pub fn assemble(inp: &ImageInputs<'_>) -> Result<ImageReport, BuildError> {
         None
     };
     let sbom_path = inp.out_dir.join(format!("{name}.spdx.json"));
-    write_file_atomic(&sbom_path, &sbom)
+    distill_oci::write_file_atomic(&sbom_path, &sbom, 0o644)
         .map_err(|e| image_err(name, format!("write {}: {e}", sbom_path.display())))?;
     let (archive_digest, archive_size) =
         Digest::of_file(&archive).map_err(|e| image_err(name, e))?;
@@ -331,18 +331,6 @@ pub fn assemble(inp: &ImageInputs<'_>) -> Result<ImageReport, BuildError> {
             .collect(),
         pruned,
     })
-}
-
-fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// The SPDX 2.3 JSON SBOM: every package in the image with its name, version, store path and

@@ -5,6 +5,7 @@
 //!
 //! The user documentation of every field is `docs/manifest.md`.
 
+mod atomic;
 mod error;
 mod openssl_init;
 mod parse;

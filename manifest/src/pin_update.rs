@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use serde::Serialize;
@@ -574,9 +574,9 @@ fn replace_pool_comment(prefix: &str, filename: &str) -> Option<String> {
     ))
 }
 
-/// Replaces the file at `path` (the file a symlink points to) with `text`: a new file with an
-/// unpredictable name in the same directory, the old file's permissions (and owner, where
-/// allowed), synced, then renamed over it. On any error the original is untouched.
+/// Replaces the file at `path` (the file a symlink points to) with `text`
+/// ([`crate::atomic::write_atomic`]), keeping the old file's permissions (and owner, where
+/// allowed). On any error the original is untouched.
 fn write_atomic(path: &Path, text: &str) -> Result<(), PinError> {
     use std::os::unix::fs::MetadataExt;
     let err = |source: io::Error| PinError::Write {
@@ -585,25 +585,13 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), PinError> {
     };
     let target = std::fs::canonicalize(path).map_err(err)?;
     let meta = std::fs::metadata(&target).map_err(err)?;
-    let dir = match target.parent() {
-        Some(d) => d,
-        None => return Err(err(io::Error::other("it has no parent directory"))),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(text.as_bytes()).map_err(err)?;
-    // Best effort: only root can give a file to another owner, and a user's own file is
-    // already theirs.
-    let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(meta.uid()), Some(meta.gid()));
-    tmp.as_file()
-        .set_permissions(meta.permissions())
-        .map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(&target).map_err(|e| err(e.error))?;
-    // The rename is durable once the directory is synced; the file is already complete.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::atomic::write_atomic(
+        &target,
+        text.as_bytes(),
+        meta.permissions(),
+        Some((meta.uid(), meta.gid())),
+    )
+    .map_err(err)
 }
 
 #[cfg(test)]

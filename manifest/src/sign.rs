@@ -284,35 +284,17 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), SignError> {
     Ok(())
 }
 
-/// Writes `data` to `path` atomically: a temporary file in the same directory, fsync, rename,
-/// fsync of the directory.
+/// Writes the signature `data` to `path` atomically, mode 0644
+/// ([`crate::atomic::write_atomic`]).
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SignError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        write_new(&tmp, data, 0o644)?;
-        fs::rename(&tmp, path).map_err(|source| SignError::Io {
+    use std::os::unix::fs::PermissionsExt;
+    crate::atomic::write_atomic(path, data, fs::Permissions::from_mode(0o644), None).map_err(
+        |source| SignError::Io {
             path: path.to_path_buf(),
-            action: "cannot rename the signature into place",
+            action: "cannot write the signature",
             source,
-        })?;
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        },
+    )
 }
 
 /// Reads the one certificate with secret key material from `secret_key`.

@@ -5,10 +5,9 @@ use crate::docs::{canonical_json, image_documents, BlobData, ImageSpec};
 use crate::error::{io_err, Error, Result};
 use crate::tarfmt::{EntryHeader, Kind, TarWriter};
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 enum Src<'a> {
     Mem(&'a [u8]),
@@ -19,30 +18,16 @@ enum Src<'a> {
     },
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-pub(crate) fn sibling_temp(target: &Path, what: &str) -> Result<PathBuf> {
-    let name = target.file_name().ok_or_else(|| Error::Invalid {
-        field: target.display().to_string(),
-        reason: format!("{what} path has no file name"),
-    })?;
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = format!(
-        ".{}.{what}-{}-{n}",
-        name.to_string_lossy(),
-        std::process::id()
-    );
-    Ok(target.with_file_name(tmp))
-}
-
 /// Writes `files` (archive path -> source) as a deterministic tar at `out`, atomically.
 fn write_tar(out: &Path, files: &BTreeMap<String, Src<'_>>) -> Result<()> {
-    let tmp = sibling_temp(out, "tmp")?;
+    let tmp = crate::atomic::temp_file_beside(out, "tmp", 0o644)
+        .map_err(io_err(out, "create a temporary file beside"))?;
+    let tmp_path = tmp.path().to_path_buf();
     let result = (|| -> Result<()> {
-        let f = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
+        let f: &File = tmp.as_file();
         let mut tar = TarWriter::new(BufWriter::with_capacity(1 << 20, f));
         let werr = |e: io::Error| Error::Io {
-            path: tmp.clone(),
+            path: tmp_path.clone(),
             op: "write",
             source: e,
         };
@@ -98,14 +83,12 @@ fn write_tar(out: &Path, files: &BTreeMap<String, Src<'_>>) -> Result<()> {
         }
         let mut w = tar.finish().map_err(werr)?;
         w.flush().map_err(werr)?;
-        let f = w.into_inner().map_err(|e| werr(e.into_error()))?;
-        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
-        fs::rename(&tmp, out).map_err(io_err(out, "rename into place"))
+        w.into_inner().map_err(|e| werr(e.into_error()))?;
+        Ok(())
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    // On error the temporary file is removed when `tmp` is dropped.
+    result?;
+    crate::atomic::persist(tmp, out).map_err(io_err(out, "rename into place"))
 }
 
 struct Layout<'a> {

@@ -73,15 +73,12 @@ impl Images {
         created_by: &str,
     ) -> Result<CommitLayer> {
         fs::create_dir_all(self.dir()).map_err(io_err(self.dir(), "create directory"))?;
-        let work = self.dir().join(format!(
-            ".commit-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        fs::create_dir(&work).map_err(io_err(&work, "create directory"))?;
+        // Removed by `CommitLayer`'s drop from here on.
+        let work = tempfile::Builder::new()
+            .prefix(".commit-")
+            .tempdir_in(self.dir())
+            .map_err(io_err(self.dir(), "create a directory in"))?
+            .keep();
         let mut layer = CommitLayer {
             work: Some(work.clone()),
             blob: LayerBlob {

@@ -235,16 +235,10 @@ impl Images {
     }
 
     fn write_record(&self, rec: &ImageRecord) -> Result<()> {
-        let dir = self.path(rec);
-        let tmp = dir.join(".image.json.tmp");
+        let dst = self.path(rec).join("image.json");
         let mut bytes = serde_json::to_vec_pretty(rec).expect("record serializes");
         bytes.push(b'\n');
-        fs::write(&tmp, &bytes).map_err(io_err(&tmp, "write"))?;
-        let f = fs::File::open(&tmp).map_err(io_err(&tmp, "open"))?;
-        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
-        let dst = dir.join("image.json");
-        fs::rename(&tmp, &dst).map_err(io_err(&dst, "rename into place"))?;
-        Ok(())
+        crate::atomic::write_file_atomic(&dst, &bytes, 0o644).map_err(io_err(&dst, "write"))
     }
 
     /// Every loaded image, newest first (ties by digest).

@@ -438,8 +438,7 @@ impl Write for Sink {
     }
 }
 
-fn open_sink(out: &Path, c: Compression) -> Result<Sink> {
-    let f = File::create(out).map_err(io_err(out, "create"))?;
+fn open_sink(f: File, out: &Path, c: Compression) -> Result<Sink> {
     let w = BufWriter::with_capacity(1 << 20, f);
     Ok(match c {
         Compression::None => Sink::Plain(w),
@@ -461,15 +460,8 @@ fn open_sink(out: &Path, c: Compression) -> Result<Sink> {
     })
 }
 
-/// Writes a deterministic layer from `source` to the file `out` and returns its digests.
-///
-/// Entries are sorted by the byte order of their path (so parents precede children), have
-/// mtime `opts.epoch`, owner from `opts.owner`, empty user/group names, mode `& 0o7777`.
-/// Symlinks are stored, never followed. Files with several links inside the layer are
-/// stored once (the first path in sort order) and the later paths as hard links to it.
-/// Char/block devices keep only their device numbers; fifos and sockets are refused
-/// (left out for [`LayerSource::Mapped`]).
-pub fn write_layer(source: &LayerSource, opts: &LayerOptions, out: &Path) -> Result<LayerBlob> {
+/// Refuses an output inside the tree it is made from.
+fn check_output(source: &LayerSource, out: &Path) -> Result<()> {
     if let LayerSource::Dir(root) = source {
         let (o, r) = (std::path::absolute(out), std::path::absolute(root));
         if let (Ok(o), Ok(r)) = (o, r) {
@@ -484,8 +476,40 @@ pub fn write_layer(source: &LayerSource, opts: &LayerOptions, out: &Path) -> Res
             }
         }
     }
+    Ok(())
+}
+
+/// Writes a deterministic layer from `source` to the file `out` and returns its digests.
+///
+/// Entries are sorted by the byte order of their path (so parents precede children), have
+/// mtime `opts.epoch`, owner from `opts.owner`, empty user/group names, mode `& 0o7777`.
+/// Symlinks are stored, never followed. Files with several links inside the layer are
+/// stored once (the first path in sort order) and the later paths as hard links to it.
+/// Char/block devices keep only their device numbers; fifos and sockets are refused
+/// (left out for [`LayerSource::Mapped`]).
+pub fn write_layer(source: &LayerSource, opts: &LayerOptions, out: &Path) -> Result<LayerBlob> {
+    check_output(source, out)?;
+    // Everything is checked before the file exists: a refused layer writes nothing.
     let items = collect(source)?;
-    let sink = open_sink(out, opts.compression)?;
+    let f = File::create(out).map_err(io_err(out, "create"))?;
+    write_items(&items, opts, f, out)
+}
+
+/// [`write_layer`] into `file`, a new empty file open for writing whose path is `out` (for
+/// a file made beside its final place, e.g. by [`crate::temp_file_beside`]: nothing is
+/// opened by path, so nothing planted at a name is followed).
+pub fn write_layer_to(
+    source: &LayerSource,
+    opts: &LayerOptions,
+    file: File,
+    out: &Path,
+) -> Result<LayerBlob> {
+    check_output(source, out)?;
+    write_items(&collect(source)?, opts, file, out)
+}
+
+fn write_items(items: &[Item], opts: &LayerOptions, file: File, out: &Path) -> Result<LayerBlob> {
+    let sink = open_sink(file, out, opts.compression)?;
     let mut tar = TarWriter::new(HashWriter::new(sink));
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -494,7 +518,7 @@ pub fn write_layer(source: &LayerSource, opts: &LayerOptions, out: &Path) -> Res
         op: "write layer",
         source: e,
     };
-    for it in &items {
+    for it in items {
         let m = &it.meta;
         if it.opaque {
             let h = EntryHeader {

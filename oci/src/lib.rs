@@ -18,6 +18,7 @@
 //! The crate knows nothing of manifests, the store or the runtime.
 
 mod archive;
+mod atomic;
 mod copy;
 mod diff;
 mod digest;
@@ -31,6 +32,7 @@ mod tree;
 mod unpack;
 
 pub use archive::{write_docker_archive, write_oci_archive};
+pub use atomic::{persist, temp_dir_beside, temp_file_beside, write_file_atomic};
 pub use copy::{copy_tree, FileCopy};
 pub use diff::{diff_archives, DiffKind, DiffLocation, Difference};
 pub use digest::Digest;
@@ -40,7 +42,7 @@ pub use docs::{
 };
 pub use error::{Error, Result};
 pub use layer::{
-    write_layer, Compression, LayerBlob, LayerOptions, LayerSource, Ownership,
+    write_layer, write_layer_to, Compression, LayerBlob, LayerOptions, LayerSource, Ownership,
     COMPRESSION_ANNOTATION, GZIP_LEVEL, WHITEOUT_PREFIX, ZSTD_LEVEL,
 };
 pub use load::{load_archive, LoadedImage};

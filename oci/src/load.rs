@@ -1,6 +1,5 @@
 //! `load_archive`: verify and unpack an OCI layout tar or docker-archive.
 
-use crate::archive::sibling_temp;
 use crate::digest::{Digest, HashReader, PipelinedHashReader};
 use crate::docs::ImageConfig;
 use crate::error::{io_err, Error, Result};
@@ -44,17 +43,6 @@ pub struct LoadedImage {
 /// one made from the layers as read).
 pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 
-/// Removes a directory tree on drop unless disarmed.
-struct Cleanup(Option<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_dir_all(p);
-        }
-    }
-}
-
 /// Loads an image archive (OCI layout tar or docker-archive) into `dest`, which must not
 /// exist: `dest/rootfs` gets the unpacked layers, `dest/config.json` the image config,
 /// `dest/manifest.json` the image manifest (made from the layers as read for a
@@ -71,9 +59,10 @@ pub fn load_archive(archive: &Path, dest: &Path) -> Result<LoadedImage> {
     }
     let outer = Outer::open(archive)?;
     let parsed = Parsed::read(&outer)?;
-    let tmp = sibling_temp(dest, "load")?;
-    fs::create_dir(&tmp).map_err(io_err(&tmp, "create directory"))?;
-    let mut guard = Cleanup(Some(tmp.clone()));
+    // Removed with its content if anything below fails.
+    let tmp_dir = crate::atomic::temp_dir_beside(dest, "load")
+        .map_err(io_err(dest, "create a directory beside"))?;
+    let tmp = tmp_dir.path().to_path_buf();
     let rootfs_tmp = tmp.join("rootfs");
     fs::create_dir(&rootfs_tmp).map_err(io_err(&rootfs_tmp, "create directory"))?;
     let mut un = Unpacker::new(&rootfs_tmp);
@@ -103,7 +92,8 @@ pub fn load_archive(archive: &Path, dest: &Path) -> Result<LoadedImage> {
     let man_path = tmp.join(MANIFEST_FILE);
     fs::write(&man_path, &manifest).map_err(io_err(&man_path, "write"))?;
     fs::rename(&tmp, dest).map_err(io_err(dest, "rename into place"))?;
-    guard.0 = None;
+    // It is `dest` now: nothing to remove.
+    let _ = tmp_dir.keep();
     Ok(LoadedImage {
         format: parsed.format,
         manifest_digest: parsed.manifest_digest.clone(),

@@ -514,15 +514,6 @@ fn log_errors(log: &Path) -> String {
     }
 }
 
-/// A sibling of `p` to build it in: `.<name>.tmp-<pid>`.
-fn sibling_tmp(p: &Path) -> PathBuf {
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
-    p.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
 /// Refuses an existing `images` directory that is not a distill checkpoint (holding
 /// [`META_FILE`]) or empty: a checkpoint replaces it.
 fn check_image_dir(images: &Path) -> std::result::Result<(), String> {
@@ -553,28 +544,27 @@ fn check_image_dir(images: &Path) -> std::result::Result<(), String> {
 /// Puts the directory `new` at `dst`: an old `dst` is moved aside, `new` renamed in, then
 /// the old one removed; if the rename fails, the old one is put back and `new` stays.
 fn replace_dir(new: &Path, dst: &Path) -> std::result::Result<(), String> {
-    let old = dst.with_file_name(format!(
-        ".{}.old-{}",
-        dst.file_name()
-            .map_or("checkpoint".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let had_old = match fs::symlink_metadata(dst) {
+    let aside = |e: io::Error| {
+        format!(
+            "the images are in {} but the old {} could not be moved aside: {e}",
+            new.display(),
+            dst.display()
+        )
+    };
+    // The old directory goes aside onto a new empty directory with a random name (a
+    // directory may be renamed over an empty one), never onto a name that could be planted.
+    let old = match fs::symlink_metadata(dst) {
         Ok(_) => {
-            fs::rename(dst, &old).map_err(|e| {
-                format!(
-                    "the images are in {} but the old {} could not be moved aside: {e}",
-                    new.display(),
-                    dst.display()
-                )
-            })?;
-            true
+            let old = distill_oci::temp_dir_beside(dst, "old").map_err(aside)?;
+            fs::rename(dst, old.path()).map_err(aside)?;
+            Some(old)
         }
-        Err(_) => false,
+        Err(_) => None,
     };
     if let Err(e) = fs::rename(new, dst) {
-        if had_old {
-            let _ = fs::rename(&old, dst);
+        if let Some(old) = old {
+            // Kept whether or not it goes back: the old images are never lost here.
+            let _ = fs::rename(old.keep(), dst);
         }
         return Err(format!(
             "the images are in {} but could not be renamed to {}: {e}",
@@ -582,9 +572,8 @@ fn replace_dir(new: &Path, dst: &Path) -> std::result::Result<(), String> {
             dst.display()
         ));
     }
-    if had_old {
-        let _ = fs::remove_dir_all(&old);
-    }
+    // Dropping `old` removes the old images.
+    drop(old);
     Ok(())
 }
 
@@ -800,9 +789,18 @@ impl Runtime {
             pre_dump: opts.pre_dump,
         };
         // Built next to its final place and renamed: a failure leaves no half checkpoint.
-        let tmp = sibling_tmp(&images);
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp).map_err(|e| failed(format!("create {}: {e}", tmp.display())))?;
+        if let Some(parent) = images.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| failed(format!("create {}: {e}", parent.display())))?;
+        }
+        let tmp_dir = distill_oci::temp_dir_beside(&images, "tmp").map_err(|e| {
+            failed(format!(
+                "create a directory beside {}: {e}",
+                images.display()
+            ))
+        })?;
+        // Removed by the clean-up on failure, renamed to `images` on success.
+        let tmp = tmp_dir.keep();
         let cleanup = |e: RuntimeError| {
             let _ = fs::remove_dir_all(&tmp);
             e
@@ -936,29 +934,34 @@ impl Runtime {
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| fail(e.to_string()))?;
         fs::write(&mpath, json).map_err(|e| fail(format!("write {}: {e}", mpath.display())))?;
         paths.insert(PathBuf::from(EXPORT_MANIFEST));
-        let tmp = sibling_tmp(out);
-        let written = distill_oci::write_layer(
-            &distill_oci::LayerSource::Paths {
-                root: dir.clone(),
-                paths,
-            },
-            &distill_oci::LayerOptions {
-                epoch: 0,
-                owner: distill_oci::Ownership::FromDisk,
-                compression: distill_oci::Compression::None,
-                created_by: String::new(),
-            },
-            &tmp,
-        );
+        // Written through the descriptor of a new file with a random name beside `out`
+        // (removed on failure when dropped), then renamed.
+        let placed = distill_oci::temp_file_beside(out, "tmp", 0o644)
+            .map_err(|e| fail(format!("create a file beside it: {e}")))
+            .and_then(|tmp| {
+                let f = tmp.as_file().try_clone().map_err(|e| fail(e.to_string()))?;
+                distill_oci::write_layer_to(
+                    &distill_oci::LayerSource::Paths {
+                        root: dir.clone(),
+                        paths,
+                    },
+                    &distill_oci::LayerOptions {
+                        epoch: 0,
+                        owner: distill_oci::Ownership::FromDisk,
+                        compression: distill_oci::Compression::None,
+                        created_by: String::new(),
+                    },
+                    f,
+                    tmp.path(),
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                let len = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+                distill_oci::persist(tmp, out)
+                    .map_err(|e| fail(format!("rename into place: {e}")))?;
+                Ok(len)
+            });
         let _ = fs::remove_file(&mpath);
-        let placed = written.map_err(|e| fail(e.to_string())).and_then(|_| {
-            fs::rename(&tmp, out).map_err(|e| fail(format!("rename into place: {e}")))
-        });
-        if let Err(e) = placed {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        Ok(fs::metadata(out).map(|m| m.len()).unwrap_or(0))
+        placed
     }
 
     /// Brings a checkpointed container back from its checkpoint (or `image_path`): a new

@@ -18,7 +18,7 @@
 //! reported as exited with unknown status).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -357,26 +357,16 @@ impl StateRoot {
         Ok(Some(Lock { _file: file }))
     }
 
-    /// Commits `state` (tmp file, fsync, rename, fsync of the directory). Needs the lock.
+    /// Commits `state` (a new file with a random name, fsync, rename, fsync of the
+    /// directory). Needs the lock.
     pub fn write(&self, state: &State, _lock: &Lock) -> Result<()> {
         let dir = self.dir(&state.name);
-        let tmp = dir.join("state.json.tmp");
         let fin = dir.join("state.json");
         let data = serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt {
             path: fin.clone(),
             source,
         })?;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(io_err("write", &tmp))?;
-        f.write_all(&data).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
-        fs::rename(&tmp, &fin).map_err(io_err("rename", &fin))?;
+        distill_oci::write_file_atomic(&fin, &data, 0o600).map_err(io_err("write", &fin))?;
         if let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();
         }
@@ -700,7 +690,12 @@ mod tests {
         let mut s = root.read_raw("w").unwrap();
         s.exit_code = Some(3);
         root.write(&s, &lock).unwrap();
-        assert!(!root.dir("w").join("state.json.tmp").exists());
+        let left: Vec<_> = fs::read_dir(root.dir("w"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".state.json."))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         assert_eq!(root.read_raw("w").unwrap().exit_code, Some(3));
         fs::write(root.dir("w").join("state.json"), "{").unwrap();
         let e = root.inspect("w").unwrap_err().to_string();

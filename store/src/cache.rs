@@ -1,6 +1,6 @@
 //! The fetch cache: `<root>/cache/sha256/<hex>`, content checked on insert.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -61,12 +61,8 @@ impl Store {
         let tmp = {
             // Create and lock the temp file under the gc lock so gc never sees it unlocked.
             let _gc = self.gc_guard()?;
-            let path = self.tmp_dir().join(fsutil::unique_name("fetch"));
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| StoreError::io("create", &path, e))?;
+            let (file, path) = fsutil::new_temp_file(&self.tmp_dir(), "fetch")
+                .map_err(|e| StoreError::io("create a file in", &self.tmp_dir(), e))?;
             let guard = TempFile { path, file };
             fsutil::flock(&guard.file, LockMode::Exclusive, true)
                 .map_err(|e| StoreError::io("lock", &guard.path, e))?;

@@ -1,10 +1,12 @@
-//! Small file system helpers: flocks, fsync, atomic writes, unique temp names.
+//! Small file system helpers: flocks, fsync, atomic writes, new temporary entries.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::StoreError;
 
@@ -66,35 +68,75 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io("fsync directory", dir, e))
 }
 
-/// A name unique within this store for a temporary file or directory:
-/// `<label>.<pid>.<counter>`.
-pub(crate) fn unique_name(label: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{label}.{}.{n}", std::process::id())
+/// A [`tempfile::Builder`] for entries named `<label>.<random>`. Every entry it makes is
+/// created under a name nobody could predict, with `O_CREAT|O_EXCL` or `mkdir` (or, for
+/// [`rename_to_new_name`], a rename that never replaces), so nothing planted at a name is
+/// followed or replaced, and another name is tried if one exists.
+fn named(label: &str) -> tempfile::Builder<'_, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(label);
+    b
 }
 
-/// Writes `bytes` to `dir/name` atomically: a hidden temp file in `dir`, fsync, rename,
-/// fsync `dir`. Readers see the old file or the new one, never a partial one.
+/// Creates a new file `dir/<label>.<random>` (mode `0666 & !umask`, as `File::create`
+/// would). The caller removes it.
+pub(crate) fn new_temp_file(dir: &Path, label: &str) -> io::Result<(File, PathBuf)> {
+    named(&format!("{label}."))
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)?
+        .keep()
+        .map_err(|e| e.error)
+}
+
+/// Creates a new directory `dir/<label>.<random>` (mode `0777 & !umask`). The caller
+/// removes it.
+pub(crate) fn new_temp_dir(dir: &Path, label: &str) -> io::Result<PathBuf> {
+    Ok(named(&format!("{label}.")).tempdir_in(dir)?.keep())
+}
+
+/// Renames `from` to a new name `dir/<label>.<random>` (never replacing an entry) and
+/// returns it.
+pub(crate) fn rename_to_new_name(from: &Path, dir: &Path, label: &str) -> io::Result<PathBuf> {
+    let from_c = CString::new(from.as_os_str().as_bytes())?;
+    let moved = named(&format!("{label}.")).make_in(dir, |to| {
+        let to_c = CString::new(to.as_os_str().as_bytes())?;
+        // SAFETY: both paths are valid NUL-terminated strings.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from_c.as_ptr(),
+                libc::AT_FDCWD,
+                to_c.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    })?;
+    moved.into_temp_path().keep().map_err(|e| e.error)
+}
+
+/// Writes `bytes` to `dir/name` atomically: a hidden new file `.<name>.<random>` in `dir`
+/// ([`named`]), fsync, rename, fsync `dir`. Readers see the old file or the new one, never a
+/// partial one.
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
-    let tmp = dir.join(format!(".{}", unique_name(name)));
     let dest = dir.join(name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| StoreError::io("create", &tmp, e))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| StoreError::io("write", &tmp, e))?;
-        fs::rename(&tmp, &dest).map_err(|e| StoreError::io("rename into place", &dest, e))?;
-        fsync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map(|_| dest)
+    let mut tmp = named(&format!(".{name}."))
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| StoreError::io("create a temporary file in", dir, e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| StoreError::io("write", &tmp_path, e))?;
+    // On any error the new file is removed (dropping `tmp`).
+    tmp.persist(&dest)
+        .map_err(|e| StoreError::io("rename into place", &dest, e.error))?;
+    fsync_dir(dir)?;
+    Ok(dest)
 }
 
 /// Creates `path` as a directory if it does not exist.

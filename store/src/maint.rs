@@ -245,8 +245,7 @@ impl Store {
             }
             let src = store_dir.join(&raw);
             let label = crate::store::sanitize_label(&format!("gc-{entry}"));
-            let doomed = self.tmp_dir().join(fsutil::unique_name(&label));
-            fs::rename(&src, &doomed)
+            let doomed = fsutil::rename_to_new_name(&src, &self.tmp_dir(), &label)
                 .map_err(|e| StoreError::io("move out of the store", &src, e))?;
             touched_store = true;
             let mut meta_name = raw.clone();

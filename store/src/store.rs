@@ -184,33 +184,27 @@ impl Store {
         self.locks_dir().join("gc.lock")
     }
 
-    /// Creates a fresh, locked directory `<root>/tmp/<label>.<pid>.<n>` (see [`TempDir`]).
+    /// Creates a fresh, locked directory `<root>/tmp/<label>.<random>` (see [`TempDir`]).
     /// The label is only for people reading `tmp/`: characters other than
     /// `A-Z a-z 0-9 + . _ -` (and a leading `.`) become `_`, and it is cut to 64 characters.
     pub fn temp_dir(&self, label: &str) -> Result<TempDir, StoreError> {
         let label = sanitize_label(label);
         // Hold the gc lock while creating so gc cannot see the directory before it is locked.
         let _gc = self.gc_guard()?;
-        loop {
-            let path = self.tmp_dir().join(fsutil::unique_name(&label));
-            match fs::create_dir(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(StoreError::io("create temp directory", &path, e)),
-            }
-            let lock = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    let _ = fs::remove_dir(&path);
-                    return Err(StoreError::io("open temp directory", &path, e));
-                }
-            };
-            if let Err(e) = fsutil::flock(&lock, LockMode::Exclusive, true) {
+        let path = fsutil::new_temp_dir(&self.tmp_dir(), &label)
+            .map_err(|e| StoreError::io("create a temp directory in", &self.tmp_dir(), e))?;
+        let lock = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
                 let _ = fs::remove_dir(&path);
-                return Err(StoreError::io("lock temp directory", &path, e));
+                return Err(StoreError::io("open temp directory", &path, e));
             }
-            return Ok(TempDir { path, _lock: lock });
+        };
+        if let Err(e) = fsutil::flock(&lock, LockMode::Exclusive, true) {
+            let _ = fs::remove_dir(&path);
+            return Err(StoreError::io("lock temp directory", &path, e));
         }
+        Ok(TempDir { path, _lock: lock })
     }
 
     /// Adds the store path `name`, running `build` to produce it unless it is already valid.
