@@ -14,6 +14,36 @@ use distill_store::Store;
 use crate::progress::Progress;
 use crate::BuildError;
 
+/// Opens the regular file `rel` beneath `dir`, resolving every component (symlinks
+/// included) without ever leaving `dir` (`openat2` with `RESOLVE_BENEATH`): a manifest's
+/// `file` source names something its signer placed beside it, never a host file that a path
+/// or a symlink leads to (root would otherwise copy e.g. /etc/shadow into the world-readable
+/// cache, and a wrong pin would print its sha256).
+fn open_beneath(dir: &Path, rel: &Path) -> std::io::Result<File> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let dirfd = File::open(dir)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = nix::fcntl::openat2(&dirfd, rel, how).map_err(|e| {
+        if e == nix::errno::Errno::EXDEV {
+            std::io::Error::other(format!(
+                "it resolves outside the manifest's directory {} (through '..' or a symlink); a file source must be beneath it: copy the file next to the manifest",
+                dir.display()
+            ))
+        } else {
+            std::io::Error::from(e)
+        }
+    })?;
+    let file = File::from(fd);
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file; a file source is one file beside the manifest",
+        ));
+    }
+    Ok(file)
+}
+
 /// Make sure the bytes of `source` are in the fetch cache; return the cached file.
 pub fn fetch(
     store: &Store,
@@ -28,9 +58,9 @@ pub fn fetch(
     match &source.kind {
         SourceKind::File { path } => {
             let full = manifest_dir.join(path);
-            let file = File::open(&full).map_err(|e| BuildError::Fetch {
+            let file = open_beneath(manifest_dir, path).map_err(|e| BuildError::Fetch {
                 source_name: name.into(),
-                reason: format!("cannot read {}: {e}", full.display()),
+                reason: format!("file = {:?}: cannot read {}: {e}", path, full.display()),
             })?;
             let len = file.metadata().map(|m| m.len()).ok();
             let bar = progress.bytes(&format!("read {name}"), len);

@@ -583,6 +583,18 @@ fn convert_source(ctx: &Ctx, name: &str, v: &S<RawSource>) -> Result<Source, Man
                 ),
             ));
         }
+        if Path::new(p)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(ctx.err(
+                Some(file.span()),
+                f("file"),
+                format!(
+                    "{p:?} climbs out with '..'; a file source must be beneath the manifest's directory (copy the file next to the manifest)"
+                ),
+            ));
+        }
         SourceKind::File {
             path: PathBuf::from(p),
         }

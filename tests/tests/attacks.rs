@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use distill_tests::{Lab, Run, World};
 
+#[path = "attacks/manifests.rs"]
+mod manifests;
+
 /// The unprivileged local user of these attacks.
 const USER: u32 = 1000;
 
