@@ -25,7 +25,10 @@ fn manifest_text(file: &str) -> String {
 
 /// Nothing of the secret reached the fetch cache or the output.
 fn assert_not_leaked(w: &World, out: &str, secret_sha: &str) {
-    assert!(!out.contains(secret_sha), "the secret's sha256 leaked:\n{out}");
+    assert!(
+        !out.contains(secret_sha),
+        "the secret's sha256 leaked:\n{out}"
+    );
     let cache = w.root.join("cache/sha256");
     let cached: Vec<String> = std::fs::read_dir(&cache)
         .map(|rd| {
@@ -51,7 +54,10 @@ fn a_file_source_climbing_out_with_dotdot_is_refused() {
         path.file_name().unwrap().to_str().unwrap()
     );
     let m = w.manifest("m", &manifest_text(&rel), &[]);
-    assert!(m.parent().unwrap().join(&rel).is_file(), "the path reaches the secret");
+    assert!(
+        m.parent().unwrap().join(&rel).is_file(),
+        "the path reaches the secret"
+    );
     let (run, _) = w.build_json(&m);
     let out = format!("{}{}", run.stdout, run.stderr);
     run.expect_code(2);
