@@ -123,6 +123,9 @@ impl Images {
     pub fn load(&self, archive: &Path) -> Result<(ImageRecord, bool)> {
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir, "create directory"))?;
         let info = inspect_archive(archive)?;
+        if let Some(n) = &info.ref_name {
+            check_printable_name(n)?;
+        }
         let digest = info
             .manifest_digest
             .clone()
@@ -421,6 +424,24 @@ fn path_component_ok(p: &str) -> bool {
 }
 
 /// `hello` -> `hello:latest`; names with a tag or digest are kept.
+/// Refuses an image name from an archive that holds anything but printable ASCII: an OCI
+/// reference has no use for escape sequences, newlines or bidi controls, which `load` and
+/// `images` would otherwise print to the admin's terminal as they are. The error names the
+/// first such character, escaped.
+fn check_printable_name(name: &str) -> Result<()> {
+    match name.char_indices().find(|(_, c)| !c.is_ascii_graphic()) {
+        None => Ok(()),
+        Some((at, c)) => Err(Error::Invalid {
+            field: format!("image name {}", name.escape_default()),
+            reason: format!(
+                "holds {} (U+{:04X}) at byte {at}; an image name is printable ASCII without spaces: rename the image where the archive was made",
+                c.escape_default(),
+                c as u32
+            ),
+        }),
+    }
+}
+
 pub fn normalize_name(name: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or(name);
     if last.contains(':') || last.contains('@') {

@@ -12,6 +12,8 @@ use distill_tests::{Lab, Run, World};
 
 #[path = "attacks/manifests.rs"]
 mod manifests;
+#[path = "attacks/names.rs"]
+mod names;
 
 /// The unprivileged local user of these attacks.
 const USER: u32 = 1000;
