@@ -16,7 +16,7 @@ use std::path::{Component, Path};
 
 pub(crate) const STEP_READY: u32 = 1;
 const STEP_SETUP: u32 = 2;
-const STEP_EXEC: u32 = 3;
+pub(crate) const STEP_EXEC: u32 = 3;
 pub(crate) const STEP_PRE_EXEC: u32 = 4;
 
 const STAGE_NONE: u32 = 0;
@@ -82,7 +82,7 @@ pub(crate) fn describe(r: &Report, program: &str, descriptions: &[String]) -> Sa
         STAGE_TARGET => Some("create mount point"),
         STAGE_SOURCE => Some("open source"),
         STAGE_MOUNT => Some("mount"),
-        STAGE_RDONLY => Some("make read-only"),
+        STAGE_RDONLY => Some("set read-only/nodev"),
         _ => None,
     };
     if let Some(stage) = stage {
@@ -144,6 +144,8 @@ enum OpKind {
         file: bool,
         readonly: bool,
         recursive: bool,
+        /// `nodev` (every [`crate::Mount::Bind`]; not the host's own nodes bound into /dev).
+        nodev: bool,
     },
     /// `mount(source, ".", fstype, flags, data)` after `fchdir` to the target directory.
     Fs {
@@ -209,6 +211,11 @@ pub(crate) struct Plan<'a> {
     desc_caps: u32,
     no_new_privs: bool,
     desc_nnp: u32,
+    /// [`crate::Spec::user_namespace`]: the maps, the child's end of the socket pair over
+    /// which it asks the parent to write them, and the step's description.
+    userns: Option<crate::IdMap>,
+    userns_sock: Cell<c_int>,
+    desc_userns: u32,
     umask: u32,
     stdio: [c_int; 3],
     desc_stdio: u32,
@@ -227,6 +234,11 @@ pub(crate) struct Plan<'a> {
     mask_null: Cell<c_int>,
     new_session: bool,
     desc_setsid: u32,
+    /// [`Spec::console_socket`] (-1: none).
+    console: c_int,
+    desc_console: u32,
+    /// In the child: the slave of the terminal it allocated (-1: none), its stdio.
+    tty_slave: Cell<c_int>,
     /// Owns the strings `argv_ptrs` points to.
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const c_char>,
@@ -256,6 +268,54 @@ pub(crate) struct Plan<'a> {
     release_wr: c_int,
     preserve: Vec<c_int>,
     preserve_tmp: Vec<Cell<c_int>>,
+    /// [`crate::Spec::exec_shim`]: the program is executed through it.
+    shim: Option<ShimExec>,
+}
+
+/// What the child needs to execute the program through the exec shim (`sandbox/dmz/dmz.c`):
+/// the shim's descriptor and its argv `REPORT_FD NCAND CAND... ARGV...`, whose first
+/// string (the report pipe's descriptor, known only in the child) the child writes into
+/// `fd_arg` before the exec.
+struct ShimExec {
+    fd: Cell<c_int>,
+    fd_arg: Box<[Cell<u8>; 12]>,
+    _strings: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+}
+
+impl ShimExec {
+    fn new(shim_fd: c_int, candidates: &[CString], argv: &[*const c_char]) -> ShimExec {
+        let fd_arg: Box<[Cell<u8>; 12]> = Box::new(std::array::from_fn(|_| Cell::new(0)));
+        let ncand = CString::new(candidates.len().to_string()).expect("digits");
+        let mut argv_ptrs = vec![fd_arg.as_ptr().cast::<c_char>(), ncand.as_ptr()];
+        argv_ptrs.extend(candidates.iter().map(|c| c.as_ptr()));
+        // `argv` ends with its NULL.
+        argv_ptrs.extend_from_slice(argv);
+        ShimExec {
+            fd: Cell::new(shim_fd),
+            fd_arg,
+            _strings: vec![ncand],
+            argv_ptrs,
+        }
+    }
+
+    /// Writes `fd` in decimal (NUL-terminated) into the shim's first argument. No allocation.
+    fn set_report_fd(&self, fd: c_int) {
+        let mut digits = [0u8; 11];
+        let (mut n, mut i) = (fd.max(0) as u32, digits.len());
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for (k, d) in digits[i..].iter().enumerate() {
+            self.fd_arg[k].set(*d);
+        }
+        self.fd_arg[digits.len() - i].set(0);
+    }
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SandboxError {
@@ -378,11 +438,12 @@ impl<'a> Plan<'a> {
             source: e,
         })?;
         let src = cstring("mounts.src", src.as_os_str().as_bytes())?;
-        self.push_bind_op(src, dst, !meta.is_dir(), readonly, recursive, desc);
+        self.push_bind_op(src, dst, !meta.is_dir(), readonly, recursive, true, desc);
         Ok(())
     }
 
     /// A bind of `src` (a file, or a directory) onto `dst`.
+    #[allow(clippy::too_many_arguments)]
     fn push_bind_op(
         &mut self,
         src: CString,
@@ -390,6 +451,7 @@ impl<'a> Plan<'a> {
         file: bool,
         readonly: bool,
         recursive: bool,
+        nodev: bool,
         desc: String,
     ) {
         let kind = OpKind::Bind {
@@ -398,6 +460,7 @@ impl<'a> Plan<'a> {
             file,
             readonly,
             recursive,
+            nodev,
         };
         self.push_op(dst, kind, desc);
     }
@@ -528,11 +591,14 @@ impl<'a> Plan<'a> {
         };
         let last_cap = crate::caps::last_cap();
 
-        let argv_ptrs = argv
+        let argv_ptrs: Vec<*const c_char> = argv
             .iter()
             .map(|c| c.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
+        let shim = spec
+            .exec_shim
+            .map(|fd| ShimExec::new(fd, &exec_candidates, &argv_ptrs));
         let envp_ptrs = envp
             .iter()
             .map(|c| c.as_ptr())
@@ -562,6 +628,9 @@ impl<'a> Plan<'a> {
             desc_caps: 0,
             no_new_privs: spec.no_new_privs,
             desc_nnp: 0,
+            userns: spec.user_namespace,
+            userns_sock: Cell::new(-1),
+            desc_userns: 0,
             umask: spec.umask & 0o777,
             stdio,
             desc_stdio: 0,
@@ -575,6 +644,9 @@ impl<'a> Plan<'a> {
             mask_null: Cell::new(-1),
             new_session: spec.new_session,
             desc_setsid: 0,
+            console: spec.console_socket.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            desc_console: 0,
+            tty_slave: Cell::new(-1),
             _argv: argv,
             argv_ptrs,
             _envp: envp,
@@ -588,6 +660,7 @@ impl<'a> Plan<'a> {
             wait_for_parent: spec.wait_for_parent,
             return_early: spec.return_early,
             vfork: spec.vfork,
+            shim,
             cpus: None,
             desc_cpus: 0,
             cgroup_late: None,
@@ -606,11 +679,33 @@ impl<'a> Plan<'a> {
         ));
         plan.desc_caps = plan.desc(format!("set capabilities {:?}", spec.capabilities));
         plan.desc_nnp = plan.desc("set no_new_privs".into());
+        if let Some(m) = spec.user_namespace {
+            if join.is_some() || spec.vfork || spec.return_early || m.count == 0 {
+                return Err(invalid(
+                    "user_namespace",
+                    "is set for spawn_in, with vfork or return_early, or maps no id; unset one",
+                ));
+            }
+            plan.desc_userns = plan.desc(format!(
+                "enter a new user namespace (ids 0..{} are host uid {}.., gid {}..)",
+                m.count, m.host_uid, m.host_gid
+            ));
+        }
         plan.desc_stdio = plan.desc("set up stdin/stdout/stderr".into());
         plan.desc_pdeathsig = plan.desc("set parent-death signal".into());
         plan.desc_join_cgroups =
             plan.desc("move into the cgroup (write 0 to its tasks file)".into());
         plan.desc_setsid = plan.desc("start a new session (setsid)".into());
+        plan.desc_console = plan.desc(
+            "allocate the terminal (/dev/pts/ptmx, TIOCSCTTY, send the master to the console socket)"
+                .into(),
+        );
+        if spec.console_socket.is_some() && !spec.new_session {
+            return Err(invalid(
+                "console_socket",
+                "is set without new_session: a controlling terminal needs a session of its own",
+            ));
+        }
         plan.desc_pre_exec = plan.desc("pre_exec hook".into());
         plan.desc_seccomp = plan.desc(if spec.no_new_privs {
             "install the seccomp filter".into()
@@ -840,7 +935,13 @@ impl<'a> Plan<'a> {
             self.push_fs(
                 "/dev",
                 c"tmpfs",
-                NOSUID | libc::MS_STRICTATIME,
+                NOSUID
+                    | libc::MS_STRICTATIME
+                    | if spec.user_namespace.is_some() {
+                        NODEV
+                    } else {
+                        0
+                    },
                 Some("mode=0755"),
                 0o755,
             );
@@ -852,6 +953,7 @@ impl<'a> Plan<'a> {
                     CString::new(host.as_str()).expect("no NUL"),
                     abs_target(&host),
                     true,
+                    false,
                     false,
                     false,
                     format!("bind mount {host} at {host}"),
@@ -999,6 +1101,14 @@ impl<'a> Plan<'a> {
     /// Clone the child and wait for its first report.
     pub(crate) fn spawn(mut self) -> Result<crate::Child, SandboxError> {
         let (rep_rd, rep_wr) = pipe()?;
+        let userns = match self.userns {
+            Some(_) => {
+                let (parent, child) = socketpair()?;
+                self.userns_sock.set(child.as_raw_fd());
+                Some((parent, child))
+            }
+            None => None,
+        };
         let release = if self.wait_for_parent {
             Some(pipe()?)
         } else {
@@ -1062,6 +1172,10 @@ impl<'a> Plan<'a> {
             return Err(SandboxError::os(format!("clone{hint}"), clone_errno));
         }
         drop(rep_wr);
+        if let (Some((parent, child_end)), Some(map)) = (userns, self.userns) {
+            drop(child_end);
+            write_id_maps(pid, parent, &map)?;
+        }
         let release_wr = release.map(|(r, w)| {
             drop(r);
             w
@@ -1099,6 +1213,55 @@ impl<'a> Plan<'a> {
         }
         Ok(child)
     }
+}
+
+fn socketpair() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    let mut fds = [0 as c_int; 2];
+    let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    if unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) } < 0 {
+        return Err(SandboxError::os("socketpair", sys::errno()));
+    }
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The parent's side of [`crate::Spec::user_namespace`]: waits until the child has entered
+/// its new user namespace, writes its `uid_map` and `gid_map` (one line each: a process may
+/// write a map once) and lets it go on. If the child fails before (EOF), the caller reads
+/// why from the report pipe. If the maps cannot be written, the child is killed and reaped.
+fn write_id_maps(pid: c_int, sock: OwnedFd, map: &crate::IdMap) -> Result<(), SandboxError> {
+    let mut b = [0u8; 1];
+    match sys::read_exact_or_eof(sock.as_raw_fd(), &mut b) {
+        Ok(true) => {}
+        // It failed (or died) before: the report pipe says why.
+        Ok(false) => return Ok(()),
+        Err(e) => {
+            return Err(SandboxError::os(
+                "read the sandbox's user namespace socket",
+                e,
+            ))
+        }
+    }
+    let write = |file: &str, host: u32| -> Result<(), SandboxError> {
+        let path = format!("/proc/{pid}/{file}");
+        let line = format!("0 {host} {}\n", map.count);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()))
+            .map_err(|e| SandboxError::Os {
+                op: format!("write {line:?} to {path}"),
+                source: e,
+            })
+    };
+    let r = write("uid_map", map.host_uid).and_then(|()| write("gid_map", map.host_gid));
+    if let Err(e) = r {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = waitpid(pid, 0);
+        return Err(e);
+    }
+    // (If the child died meanwhile, the report pipe says so.)
+    sys::write_all(sock.as_raw_fd(), &[1]);
+    Ok(())
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
@@ -1179,6 +1342,9 @@ impl Plan<'_> {
                 sys::setns(*fd, *flag).map_err(setup(*desc, STAGE_NONE))?;
             }
             self.child_build_root()?;
+            if self.userns.is_some() {
+                self.child_userns()?;
+            }
         }
         if self.wait_for_parent {
             sys::write_all(
@@ -1211,6 +1377,9 @@ impl Plan<'_> {
         if self.new_session && unsafe { libc::setsid() } < 0 {
             return Err(setup(self.desc_setsid, STAGE_NONE)(sys::errno()));
         }
+        if self.console >= 0 {
+            self.child_console()?;
+        }
         if let Some(desc) = self.cgroup_late {
             if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
                 return Err(setup(desc, STAGE_NONE)(sys::errno()));
@@ -1223,6 +1392,11 @@ impl Plan<'_> {
         }
         sys::chdir(&self.cwd).map_err(setup(self.desc_cwd, STAGE_NONE))?;
         self.child_ids()?;
+        if self.userns.is_some() && self.die_with_parent {
+            // Changing the effective uid (to the namespace's root) cleared it.
+            sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong)
+                .map_err(setup(self.desc_pdeathsig, STAGE_NONE))?;
+        }
         if self.no_new_privs {
             sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(setup(self.desc_nnp, STAGE_NONE))?;
         }
@@ -1251,7 +1425,59 @@ impl Plan<'_> {
         Ok(())
     }
 
+    /// Enters a new user namespace and waits until the parent has written its id maps
+    /// (see [`write_id_maps`]). Until `child_ids` the process keeps the host's kernel ids;
+    /// there it becomes the namespace's root (a mapped id), with the namespace's capabilities.
+    fn child_userns(&self) -> Result<(), Fail> {
+        let f = setup(self.desc_userns, STAGE_NONE);
+        if unsafe { libc::unshare(libc::CLONE_NEWUSER) } < 0 {
+            return Err(f(sys::errno()));
+        }
+        let sock = self.userns_sock.get();
+        sys::write_all(sock, &[1]);
+        let mut b = [0u8; 1];
+        match sys::read_exact_or_eof(sock, &mut b) {
+            Ok(true) => {}
+            // The parent could not write the maps: it kills us.
+            Ok(false) => return Err(f(libc::EPIPE)),
+            Err(e) => return Err(f(e)),
+        }
+        sys::close(sock);
+        self.userns_sock.set(-1);
+        Ok(())
+    }
+
     fn child_exec(&self) -> Fail {
+        if let Some(shim) = &self.shim {
+            if let Err(e) = self.carry_caps_across_shim() {
+                return setup(self.desc_caps, STAGE_NONE)(e);
+            }
+            // The shim gets the report pipe (it marks it close-on-exec itself) and does the
+            // search below; on success the pipe closes at the program's exec, as without it.
+            let rep = self.report_wr.get();
+            shim.set_report_fd(rep);
+            let err = if unsafe { libc::fcntl(rep, libc::F_SETFD, 0) } < 0 {
+                sys::errno()
+            } else {
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        shim.fd.get(),
+                        c"".as_ptr(),
+                        shim.argv_ptrs.as_ptr(),
+                        self.envp_ptrs.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    )
+                };
+                sys::errno()
+            };
+            return Fail(Report {
+                step: STEP_EXEC,
+                desc: 0,
+                stage: 0,
+                errno: err,
+            });
+        }
         let mut err = libc::ENOENT;
         let mut eacces = false;
         for c in &self.exec_candidates {
@@ -1274,6 +1500,35 @@ impl Plan<'_> {
         })
     }
 
+    /// A non-root process's permitted capabilities are cleared by any exec unless they are
+    /// ambient, so through the shim the program would start with none, and a program with
+    /// file capabilities (`ping`, `cap_net_raw+ep`), which under no_new_privs gets at most
+    /// what its caller had, would get nothing. So they cross the shim's exec as ambient
+    /// (inheritable too, as ambient requires), and the shim empties both sets again before
+    /// the program's exec: the program starts exactly as without the shim.
+    fn carry_caps_across_shim(&self) -> Result<(), i32> {
+        let Some(mask) = self.caps else { return Ok(()) };
+        if self.uid == 0 {
+            return Ok(());
+        }
+        let all = if self.last_cap >= 63 {
+            u64::MAX
+        } else {
+            (1u64 << (self.last_cap + 1)) - 1
+        };
+        sys::capset(mask & all, mask & all)?;
+        for c in 0..=self.last_cap {
+            if mask & (1u64 << c) != 0 {
+                sys::prctl4(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as c_ulong,
+                    c as c_ulong,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     fn child_build_root(&self) -> Result<(), Fail> {
         let private = setup(self.desc_private, STAGE_NONE);
         sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(private)?;
@@ -1293,6 +1548,10 @@ impl Plan<'_> {
                     let fd = sys::open_tree(libc::AT_FDCWD, src, flags)
                         .map_err(setup(op.desc, STAGE_SOURCE))?;
                     src_fd.set(fd);
+                    if self.userns.is_some() {
+                        sys::set_mount_attr(fd, c"", *recursive, sys::MOUNT_ATTR_NOSUID)
+                            .map_err(setup(op.desc, STAGE_SOURCE))?;
+                    }
                 }
                 // Not a clone per masked path up front: a clone that ends up unused (the
                 // path does not exist, or is a directory) is dissolved when closed, and that
@@ -1322,6 +1581,10 @@ impl Plan<'_> {
                 let f = setup(*desc, STAGE_NONE);
                 sys::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None)
                     .map_err(&f)?;
+                if self.userns.is_some() {
+                    let attr = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+                    sys::set_mount_attr(libc::AT_FDCWD, path, true, attr).map_err(&f)?;
+                }
                 sys::open(path, libc::O_PATH | libc::O_DIRECTORY).map_err(&f)?
             }
             None => return Ok(()),
@@ -1355,6 +1618,7 @@ impl Plan<'_> {
                 file,
                 readonly,
                 recursive,
+                nodev,
                 ..
             } => {
                 let tree = src_fd.get();
@@ -1365,8 +1629,10 @@ impl Plan<'_> {
                 };
                 let fd = resolve(root, t, create).map_err(target_err)?;
                 let r = (|| {
-                    if *readonly {
-                        sys::set_readonly(tree, c"", *recursive)
+                    let attr = if *readonly { sys::MOUNT_ATTR_RDONLY } else { 0 }
+                        | if *nodev { sys::MOUNT_ATTR_NODEV } else { 0 };
+                    if attr != 0 {
+                        sys::set_mount_attr(tree, c"", *recursive, attr)
                             .map_err(setup(op.desc, STAGE_RDONLY))?;
                     }
                     sys::move_mount_fd(tree, fd).map_err(&mount_err)
@@ -1529,7 +1795,7 @@ impl Plan<'_> {
             };
             // Effective and permitted: the mask; inheritable: empty, so no program's file
             // capabilities can take any from it. Ambient (a subset of inheritable): cleared.
-            sys::capset(mask & all).map_err(&caps)?;
+            sys::capset(mask & all, 0).map_err(&caps)?;
             match sys::prctl(
                 libc::PR_CAP_AMBIENT,
                 libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
@@ -1567,7 +1833,11 @@ impl Plan<'_> {
     fn child_fds(&self) -> Result<(), Fail> {
         let f = setup(self.desc_stdio, STAGE_NONE);
         let first_free = 3 + self.preserve.len() as c_int;
-        for cell in [&self.report_wr, &self.release_rd] {
+        let shim_fd = self.shim.as_ref().map(|s| &s.fd);
+        for cell in [&self.report_wr, &self.release_rd]
+            .into_iter()
+            .chain(shim_fd)
+        {
             let fd = cell.get();
             if fd >= 0 && fd < first_free {
                 let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first_free) };
@@ -1592,14 +1862,40 @@ impl Plan<'_> {
             }
         }
         // (Without close_range, kernels before 5.9, the descriptors stay open, as they did.)
-        let _ = sys::close_from_except(first_free, &[self.report_wr.get(), self.release_rd.get()]);
+        let _ = sys::close_from_except(
+            first_free,
+            &[
+                self.report_wr.get(),
+                self.release_rd.get(),
+                self.shim.as_ref().map_or(-1, |s| s.fd.get()),
+            ],
+        );
         Ok(())
+    }
+
+    /// Allocates the process's own terminal (see [`Spec::console_socket`]): the slave
+    /// becomes its controlling terminal and, in [`Plan::child_stdio`], its stdio.
+    fn child_console(&self) -> Result<(), Fail> {
+        let f = setup(self.desc_console, STAGE_NONE);
+        let (m, s) = sys::open_pty(self.uid, self.gid).map_err(&f)?;
+        self.tty_slave.set(s);
+        let r = if unsafe { libc::ioctl(s, libc::TIOCSCTTY, 0) } < 0 {
+            Err(sys::errno())
+        } else {
+            sys::send_fd(self.console, m)
+        };
+        sys::close(m);
+        sys::close(self.console);
+        r.map_err(f)
     }
 
     fn child_stdio(&self) -> Result<(), Fail> {
         let f = setup(self.desc_stdio, STAGE_NONE);
         // Move sources that sit on 0..2 out of the way so dup2 cannot clobber them.
         let mut src = self.stdio;
+        if self.tty_slave.get() >= 0 {
+            src = [self.tty_slave.get(); 3];
+        }
         for s in src.iter_mut() {
             if *s >= 0 && *s < 3 {
                 let r = unsafe { libc::fcntl(*s, libc::F_DUPFD_CLOEXEC, 3) };

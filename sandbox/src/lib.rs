@@ -22,6 +22,7 @@
 
 mod caps;
 mod child;
+mod dmz;
 pub mod seccomp;
 mod sys;
 
@@ -31,6 +32,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub use caps::{cap, DOCKER_DEFAULT_CAPS};
+pub use dmz::ExecShim;
 pub use nix::sys::resource::Resource;
 pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
@@ -81,6 +83,17 @@ pub struct Spec {
     pub groups: Vec<u32>,
     /// Set `PR_SET_NO_NEW_PRIVS`.
     pub no_new_privs: bool,
+    /// Run the process in a new user namespace whose ids `0..count` are the host's
+    /// `host_uid..` / `host_gid..` (see [`IdMap`]): it is root inside, an unprivileged user
+    /// outside, and its capabilities are those of its namespace (none over the host). The
+    /// namespace is created once the new root is assembled (so the mounts, hostname and `lo`
+    /// are made with the caller's privileges, and the mount, pid, net, uts and ipc namespaces
+    /// belong to the caller's user namespace: the process cannot mount, remount or change the
+    /// hostname), and the parent writes its `uid_map`/`gid_map` before the process goes on to
+    /// `uid`/`gid` (ids of the new namespace), capabilities, no_new_privs, seccomp and exec.
+    /// Every bind mount is also made `nosuid` and the `/dev` tmpfs `nodev`. [`spawn`] only, not
+    /// with [`Spec::vfork`] or [`Spec::return_early`].
+    pub user_namespace: Option<IdMap>,
     /// If `Some`, keep only these capabilities (numbers from [`cap`]) in the bounding,
     /// effective and permitted sets, and empty the inheritable and ambient sets (as runc
     /// does since CVE-2022-24769: an inheritable capability would reach any program whose
@@ -120,6 +133,15 @@ pub struct Spec {
     /// group instead of sharing the caller's. A container's init needs it: CRIU can only
     /// checkpoint a pid namespace whose session leaders are inside it.
     pub new_session: bool,
+    /// A connected unix socket (a console socket, as runc's `--console-socket`): the child
+    /// allocates a pseudo-terminal in its own root's `/dev/pts/ptmx` (the container's devpts
+    /// instance, so the terminal is the container's own: `tty` names it), makes the slave its
+    /// controlling terminal (`TIOCSCTTY`, after [`Spec::new_session`], which it needs) and its
+    /// stdin, stdout and stderr (in place of [`Spec::stdin`] & co.; the slave is owned by
+    /// [`Spec::uid`]), and sends the master over this socket (`SCM_RIGHTS`, one byte of data)
+    /// before it drops its ids. The caller receives it with [`recv_console`] and relays it.
+    /// A `/dev/pts/ptmx` that is not the pty multiplexer (char 5:2) is refused.
+    pub console_socket: Option<OwnedFd>,
     /// Runs in the child as the very last step before `execve` (after `wait_for_parent`,
     /// ids, capabilities, stdio, seccomp). It must be async-signal-safe: no allocation, no locks, and
     /// no glibc wrappers that coordinate threads (`setuid` & co.: use raw `syscall`). Only
@@ -155,6 +177,11 @@ pub struct Spec {
     /// child resets every handler before it unblocks them, so no handler of the caller runs
     /// on the shared memory.
     pub vfork: bool,
+    /// Execute the program through this exec shim ([`ExecShim::fd`]): the child executes
+    /// the shim (a sealed memfd) and the shim the program, so `/proc/self/exe` never names
+    /// the caller's binary when the program runs or is a `#!/proc/self/exe` script
+    /// (CVE-2019-5736). The caller keeps the shim open until [`spawn`] returns.
+    pub exec_shim: Option<std::os::fd::RawFd>,
 }
 
 impl Spec {
@@ -192,6 +219,7 @@ impl Default for Spec {
             gid: 0,
             groups: Vec::new(),
             no_new_privs: false,
+            user_namespace: None,
             capabilities: None,
             seccomp: None,
             rlimits: Vec::new(),
@@ -203,11 +231,13 @@ impl Default for Spec {
             premade: None,
             die_with_parent: false,
             new_session: false,
+            console_socket: None,
             pre_exec: None,
             wait_for_parent: false,
             return_early: false,
             cgroup_ns_after_release: false,
             vfork: false,
+            exec_shim: None,
         }
     }
 }
@@ -232,6 +262,7 @@ impl std::fmt::Debug for Spec {
             .field("gid", &self.gid)
             .field("groups", &self.groups)
             .field("no_new_privs", &self.no_new_privs)
+            .field("user_namespace", &self.user_namespace)
             .field("capabilities", &self.capabilities)
             .field("seccomp", &self.seccomp)
             .field("rlimits", &self.rlimits)
@@ -243,6 +274,7 @@ impl std::fmt::Debug for Spec {
             .field("premade", &self.premade)
             .field("die_with_parent", &self.die_with_parent)
             .field("new_session", &self.new_session)
+            .field("console_socket", &self.console_socket)
             .field("pre_exec", &self.pre_exec.is_some())
             .field("wait_for_parent", &self.wait_for_parent)
             .field("return_early", &self.return_early)
@@ -340,6 +372,73 @@ impl Spec {
     }
 }
 
+/// The ids of a new user namespace ([`Spec::user_namespace`]): its ids `0..count` are the
+/// host's `host_uid..host_uid + count` (and likewise for groups). Ids outside the range,
+/// host root's included, are not mapped: files of the host's root appear owned by the
+/// overflow id (65534) inside and the process has no privilege over them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    /// The host uid of the namespace's uid 0.
+    pub host_uid: u32,
+    /// The host gid of the namespace's gid 0.
+    pub host_gid: u32,
+    /// How many consecutive ids are mapped (at least 1).
+    pub count: u32,
+}
+
+impl IdMap {
+    /// The host ids that builds and trace probes run as: root inside is host uid and gid
+    /// 2000000000, and 65536 ids from there are mapped (so `tar`, `cp -a` and `chown` of the
+    /// usual ids work inside). Why this range: it must belong to no one on the host (a host
+    /// process of the same uid could signal or ptrace a build); 2000000000..2000065535 lies in
+    /// 1879048192..2147483647, which systemd's allocation scheme (login users, system and
+    /// dynamic users, container ranges from 524288 up) leaves unused, below 2^31 where
+    /// tools start to break. Every build shares it: builds are kept apart by their pid,
+    /// mount, net and ipc namespaces.
+    pub const BUILD: IdMap = IdMap {
+        host_uid: 2_000_000_000,
+        host_gid: 2_000_000_000,
+        count: 65536,
+    };
+
+    /// [`IdMap::BUILD`] if this process's user namespace has all of its ids (the initial one
+    /// does); else, e.g. when distill itself runs inside `unshare -r` (reprotest does that),
+    /// where no other id exists, this process's own effective uid and gid alone. The process
+    /// is then the caller's user for files, but its capabilities still belong to a namespace
+    /// of its own, which owns none of its other namespaces or mounts.
+    pub fn build() -> IdMap {
+        let b = IdMap::BUILD;
+        if maps("/proc/self/uid_map", b.host_uid, b.count)
+            && maps("/proc/self/gid_map", b.host_gid, b.count)
+        {
+            return b;
+        }
+        // SAFETY: no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        IdMap {
+            host_uid: uid,
+            host_gid: gid,
+            count: 1,
+        }
+    }
+}
+
+/// Does the id map file `path` (of this process's user namespace) hold all of
+/// `first..first + count`?
+fn maps(path: &str, first: u32, count: u32) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let (first, end) = (u64::from(first), u64::from(first) + u64::from(count));
+    text.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        f.len() == 3 && f[0] <= first && end <= f[0] + f[2]
+    })
+}
+
 /// Where the new root comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Root {
@@ -354,8 +453,9 @@ pub enum Root {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mount {
     /// Bind-mount the host path `src` at `dst`. A directory or file is created at `dst` if
-    /// missing, matching the type of `src`. `readonly` uses `mount_setattr`, which keeps the
-    /// source's nosuid/nodev/noexec flags.
+    /// missing, matching the type of `src`. Always `nodev` (a device node made or found
+    /// there cannot be opened; only the sandbox's own /dev holds usable nodes); `readonly`
+    /// too uses `mount_setattr`, which keeps the source's nosuid/noexec flags.
     Bind {
         /// Host path.
         src: PathBuf,
@@ -875,6 +975,13 @@ pub fn close_fds_except(keep: &[std::os::fd::RawFd]) {
     for fd in fds.into_iter().filter(|fd| !keep.contains(fd)) {
         sys::close(fd);
     }
+}
+
+/// Receives the pseudo-terminal master a child with [`Spec::console_socket`] sends on the
+/// other end of `sock`. `Ok(None)`: the socket was closed without one (the child failed
+/// before, or exited).
+pub fn recv_console(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    sys::recv_fd(sock.as_raw_fd())
 }
 
 /// Create the sandboxed process described by `spec`. Returns once it has exec'd its program

@@ -39,6 +39,8 @@ pub(crate) const OPEN_TREE_CLOEXEC: c_uint = libc::O_CLOEXEC as c_uint;
 pub(crate) const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
 pub(crate) const MOVE_MOUNT_T_EMPTY_PATH: c_uint = 0x40;
 pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
 
 #[repr(C)]
 struct OpenHow {
@@ -185,8 +187,14 @@ pub(crate) fn move_mount_fd(from: c_int, to_fd: c_int) -> SysResult<()> {
 
 /// Make the mount at `fd` (optionally recursively) read-only, keeping its other flags.
 pub(crate) fn set_readonly(fd: c_int, path: &CStr, recursive: bool) -> SysResult<()> {
+    set_mount_attr(fd, path, recursive, MOUNT_ATTR_RDONLY)
+}
+
+/// Sets the `MOUNT_ATTR_*` flags `set` on the mount at `fd` (optionally recursively),
+/// keeping its other flags.
+pub(crate) fn set_mount_attr(fd: c_int, path: &CStr, recursive: bool, set: u64) -> SysResult<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: set,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -265,6 +273,10 @@ pub(crate) fn prctl(option: c_int, arg: c_ulong) -> SysResult<()> {
     check(unsafe { libc::prctl(option, arg, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) }).map(drop)
 }
 
+pub(crate) fn prctl4(option: c_int, arg: c_ulong, arg3: c_ulong) -> SysResult<()> {
+    check(unsafe { libc::prctl(option, arg, arg3, 0 as c_ulong, 0 as c_ulong) }).map(drop)
+}
+
 #[repr(C)]
 struct CapHeader {
     version: u32,
@@ -281,10 +293,11 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Set the effective and permitted capability sets to `mask` and empty the inheritable set.
-/// An inheritable capability would pass to any program whose file capabilities name it
-/// inheritable (`+ei`), even as a non-root user and with no_new_privs (CVE-2022-24769).
-pub(crate) fn capset(mask: u64) -> SysResult<()> {
+/// Set the effective and permitted capability sets to `mask` and the inheritable set to
+/// `inheritable`: empty for every program, since an inheritable capability would pass to any
+/// program whose file capabilities name it inheritable (`+ei`), even as a non-root user and
+/// with no_new_privs (CVE-2022-24769); only carried across the exec shim, which empties it.
+pub(crate) fn capset(mask: u64, inheritable: u64) -> SysResult<()> {
     let hdr = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -295,12 +308,12 @@ pub(crate) fn capset(mask: u64) -> SysResult<()> {
         CapData {
             effective: lo,
             permitted: lo,
-            inheritable: 0,
+            inheritable: inheritable as u32,
         },
         CapData {
             effective: hi,
             permitted: hi,
-            inheritable: 0,
+            inheritable: (inheritable >> 32) as u32,
         },
     ];
     let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) };
@@ -370,4 +383,130 @@ pub(crate) fn cpus_and_others() -> Option<(libc::cpu_set_t, libc::cpu_set_t)> {
         libc::CPU_CLR(here as usize, &mut others);
         Some((set, others))
     }
+}
+
+/// A new pseudo-terminal from the devpts instance at `/dev/pts` of the current root:
+/// (master, slave), both close-on-exec and neither made the controlling terminal. The master
+/// must be the pty multiplexer (char 5:2, whatever the path led to); the slave is opened
+/// through the master (`TIOCGPTPEER`, no path lookup) and owned by `uid`:`gid`.
+pub(crate) fn open_pty(uid: u32, gid: u32) -> SysResult<(c_int, c_int)> {
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let m = check(unsafe { libc::open(c"/dev/pts/ptmx".as_ptr(), flags) })?;
+    let fail = |e: i32| {
+        close(m);
+        Err(e)
+    };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(m, &mut st) } < 0 {
+        return fail(errno());
+    }
+    let is_ptmx = st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && libc::major(st.st_rdev) == 5
+        && libc::minor(st.st_rdev) == 2;
+    if !is_ptmx {
+        return fail(libc::ENOTTY);
+    }
+    let unlock: c_int = 0;
+    if unsafe { libc::ioctl(m, libc::TIOCSPTLCK, &unlock) } < 0 {
+        return fail(errno());
+    }
+    let s = unsafe {
+        libc::ioctl(
+            m,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if s < 0 {
+        return fail(errno());
+    }
+    if unsafe { libc::fchown(s, uid, gid) } < 0 {
+        let e = errno();
+        close(s);
+        return fail(e);
+    }
+    Ok((m, s))
+}
+
+/// Control-message buffer for one descriptor, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct FdCmsg([u8; 64]);
+
+/// Sends descriptor `fd` over unix socket `sock` (one byte of data, `SCM_RIGHTS`).
+pub(crate) fn send_fd(sock: c_int, fd: c_int) -> SysResult<()> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cbuf = FdCmsg([0; 64]);
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), fd);
+    }
+    loop {
+        let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if r >= 0 {
+            return Ok(());
+        }
+        if errno() != libc::EINTR {
+            return Err(errno());
+        }
+    }
+}
+
+/// Receives a descriptor [`send_fd`] sent; `Ok(None)` at end of stream without one.
+pub(crate) fn recv_fd(sock: c_int) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cbuf = FdCmsg([0; 64]);
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.0.len() as _;
+    let r = loop {
+        let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if r >= 0 || errno() != libc::EINTR {
+            break r;
+        }
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut got = None;
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let n = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                    / std::mem::size_of::<c_int>();
+                for i in 0..n {
+                    let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<c_int>().add(i));
+                    let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+                    if got.is_none() {
+                        got = Some(owned);
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if r == 0 && got.is_none() {
+        return Ok(None);
+    }
+    Ok(got)
 }

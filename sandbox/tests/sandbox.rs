@@ -1139,3 +1139,140 @@ fn current_sigmask() -> Vec<i32> {
         .filter(|s| unsafe { libc::sigismember(&set, *s) } == 1)
         .collect()
 }
+
+/// Through the exec shim (CVE-2019-5736): the program runs with its argv and env, exec
+/// failures are reported as without it (also for a PATH search), and a script whose
+/// interpreter is `/proc/self/exe` gets the sealed shim, which exits 127, never this binary.
+#[test]
+fn the_exec_shim_runs_the_program_and_never_the_callers_binary() {
+    if !have_busybox() {
+        return;
+    }
+    let shim = distill_sandbox::ExecShim::new().unwrap();
+    let (st, out, err) = sh("echo \"$0 $1 $X\"", |s| {
+        s.exec_shim = Some(shim.fd());
+        s.argv.push("zero".into());
+        s.argv.push("one".into());
+        s.env.push(("X".into(), "x-value".into()));
+    });
+    assert!(st.success(), "{err}");
+    assert_eq!(out, "zero one x-value\n");
+    let mut spec = busybox_spec(&["/bin/nonexistent", "x"]);
+    spec.exec_shim = Some(shim.fd());
+    match spawn(&spec) {
+        Err(SandboxError::Exec { program, source }) => {
+            assert_eq!(program, "/bin/nonexistent");
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+        }
+        other => panic!("expected an exec error, got {other:?}"),
+    }
+    let mut spec = busybox_spec(&["nosuchtool"]);
+    spec.exec_shim = Some(shim.fd());
+    let e = spawn(&spec).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("exec nosuchtool (searched PATH=/bin): No such file"),
+        "{e}"
+    );
+    // The script, written into the sandbox's /tmp, then run by a second spawn's shim.
+    let dir = tempfile::tempdir().unwrap();
+    let evil = dir.path().join("evil");
+    std::fs::write(&evil, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut spec = busybox_spec(&["/x/evil"]);
+    spec.mounts.push(Mount::Bind {
+        src: dir.path().to_path_buf(),
+        dst: "/x".into(),
+        readonly: true,
+        recursive: false,
+    });
+    spec.proc = distill_sandbox::Proc::Mount;
+    spec.exec_shim = Some(shim.fd());
+    let (st, out, err) = capture(spec);
+    assert_eq!(st.code(), Some(127), "{out}{err}");
+    assert_eq!(out, "");
+}
+
+/// `Spec::user_namespace`: root inside is the given host id, host root's files are "other",
+/// the namespaces and mounts belong to the caller's user namespace (no mount, no hostname),
+/// and what the process creates on the host belongs to the mapped id.
+#[test]
+fn user_namespace_maps_root_to_an_unprivileged_host_id() {
+    use std::os::unix::fs::MetadataExt;
+    if !have_busybox() {
+        return;
+    }
+    let ids = distill_sandbox::IdMap {
+        host_uid: 2_000_000_000,
+        host_gid: 2_000_000_001,
+        count: 65536,
+    };
+    let ro = tempfile::tempdir().unwrap();
+    let rw = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("data"), "hello").unwrap();
+    std::os::unix::fs::chown(rw.path(), Some(ids.host_uid), Some(ids.host_gid)).unwrap();
+    let (st, out, err) = sh(
+        "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; stat -c %u /ro/data; \
+         grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; \
+         mount -t tmpfs none /rw && echo MOUNTED; hostname evil && echo RENAMED; \
+         mount -o remount,rw /ro && echo REMOUNTED; touch /rw/new; chown 1000:1000 /rw/new",
+        |s| {
+            s.proc = Proc::Mount;
+            s.hostname = Some("inside".into());
+            s.user_namespace = Some(ids);
+            s.capabilities = Some(DOCKER_DEFAULT_CAPS.to_vec());
+            s.no_new_privs = true;
+            s.die_with_parent = true;
+            s.mounts.push(Mount::Bind {
+                src: ro.path().into(),
+                dst: "/ro".into(),
+                readonly: true,
+                recursive: false,
+            });
+            s.mounts.push(Mount::Bind {
+                src: rw.path().into(),
+                dst: "/rw".into(),
+                readonly: false,
+                recursive: false,
+            });
+        },
+    );
+    assert!(st.success(), "{st}\n{out}\n{err}");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0", "2000000000", "65536"], "{out}");
+    assert_eq!(lines[1], ["0", "2000000001", "65536"], "{out}");
+    assert_eq!(lines[2], ["0"], "root inside: {out}");
+    assert_eq!(lines[3], ["0"], "{out}");
+    assert_eq!(
+        lines[4],
+        ["65534"],
+        "host root's file is the overflow id's: {out}"
+    );
+    assert_eq!(lines[6], ["NoNewPrivs:", "1"], "{out}");
+    for no in ["MOUNTED", "RENAMED", "REMOUNTED"] {
+        assert!(!out.contains(no), "{out}\n{err}");
+    }
+    assert!(
+        err.contains("sethostname: Operation not permitted"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("mount: ").count(),
+        2,
+        "both mounts refused: {err}"
+    );
+    assert!(!err.contains("No such file"), "{err}");
+    let m = std::fs::metadata(rw.path().join("new")).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (ids.host_uid + 1000, ids.host_gid + 1000),
+        "{err}"
+    );
+    assert_ne!(
+        nix::unistd::gethostname().unwrap().to_str().unwrap(),
+        "evil"
+    );
+}
