@@ -419,6 +419,12 @@ fn build_package(
                     package: node.name.clone(),
                     reason: format!("cannot create a build directory: {e}"),
                 })?;
+            for dir in [out, build_dir.path()] {
+                step::give_to_build_user(dir).map_err(|e| BuildError::Package {
+                    package: node.name.clone(),
+                    reason: format!("cannot hand the build directories to the build user: {e}"),
+                })?;
+            }
             let ctx = step::StepContext {
                 package: &node.name,
                 inputs: &inputs,

@@ -6,6 +6,16 @@
 //! A package with `root = "pkg"` also gets that package's top-level entries, read-only, at `/`.
 //! New mount, pid, net (loopback only), uts and ipc namespaces; hostname `distill`; umask 022;
 //! a fixed environment and nothing inherited.
+//!
+//! The step is root only inside a user namespace of its own ([`build_ids`]): uid and gid 0
+//! there are host ids 2000000000 and up, so it has no privilege over anything of the host
+//! (host root's files, the store's included, are "other" to it: readable, not writable), and
+//! its namespace is created after the mounts, so it cannot mount, remount or set the hostname
+//! either. Docker's default capabilities (of that namespace), `no_new_privs`, Docker's
+//! default seccomp filter, and every mount `nosuid` and `nodev` (except the host's
+//! `/dev/{null,zero,full,random,urandom,tty}` and the sandbox's own devpts) complete it.
+//! `$out` and `/build` are handed to the build ids before the first step
+//! ([`give_to_build_user`]); the store normalizes the output's owners back to 0:0.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -13,12 +23,40 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use distill_sandbox::{Mount, Namespaces, Proc, Root, Spec, Stdio};
+use distill_sandbox::{IdMap, Mount, Namespaces, Proc, Root, SeccompFilter, Spec, Stdio};
 
 use crate::plan::SANDBOX_STORE;
 
 /// How many lines of a failed step's output the error shows.
 pub const TAIL_LINES: usize = 20;
+
+/// The ids of the user namespace every build step runs in: [`IdMap::BUILD`] (see there why
+/// these), unless distill runs in a user namespace without them ([`IdMap::build`]).
+pub fn build_ids() -> IdMap {
+    static IDS: std::sync::OnceLock<IdMap> = std::sync::OnceLock::new();
+    *IDS.get_or_init(IdMap::build)
+}
+
+/// Makes `dir` and everything below it (symlinks themselves, not followed) owned by the
+/// build's root ([`build_ids`]), so that a step may write there: `$out` (with what was
+/// unpacked into it) and `/build`.
+pub fn give_to_build_user(dir: &Path) -> std::io::Result<()> {
+    let (uid, gid) = (build_ids().host_uid, build_ids().host_gid);
+    let fail = |p: &Path, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("chown {}: {e}", p.display()))
+    };
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(|e| fail(dir, e))?;
+    if !std::fs::symlink_metadata(dir)
+        .map_err(|e| fail(dir, e))?
+        .is_dir()
+    {
+        return Ok(());
+    }
+    for e in std::fs::read_dir(dir).map_err(|e| fail(dir, e))? {
+        give_to_build_user(&e.map_err(|e| fail(dir, e))?.path())?;
+    }
+    Ok(())
+}
 
 /// One input as the sandbox sees it.
 pub struct SandboxInput {
@@ -230,11 +268,14 @@ impl StepContext<'_> {
             proc: Proc::Mount,
             sys: false,
             umask: 0o022,
+            // Root of its own user namespace (ids of that namespace).
             uid: 0,
             gid: 0,
             groups: Vec::new(),
+            user_namespace: Some(build_ids()),
             no_new_privs: true,
-            capabilities: None,
+            capabilities: Some(distill_sandbox::DOCKER_DEFAULT_CAPS.to_vec()),
+            seccomp: Some(SeccompFilter::docker_default()),
             rlimits: Vec::new(),
             stdin: Stdio::Null,
             stdout: Stdio::Fd(write),

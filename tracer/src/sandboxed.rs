@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use distill_sandbox::{Mount, Proc, Root, Spec, Stdio};
+use distill_sandbox::{IdMap, Mount, Proc, Root, SeccompFilter, Spec, Stdio};
 
 use crate::engine::{ChildFds, TraceCommand};
 use crate::seccomp::ChildSetup;
@@ -11,8 +11,13 @@ use crate::TraceError;
 
 /// The sandbox spec [`crate::trace`] uses for a command with a root: the root read-only,
 /// new mount/pid/net/uts/ipc namespaces with loopback up (a probe may start a server and talk
-/// to it), `/dev`, `/proc`, a tmpfs `/tmp`. The builder can start from this and pass its own
-/// to [`crate::trace_spec`].
+/// to it), `/dev`, `/proc`, a tmpfs `/tmp`. Contained like a build step: root only of a user
+/// namespace of its own mapped to the unprivileged host ids [`IdMap::build`] (so the root's
+/// files are "other" to it unless they belong to those ids), Docker's default capabilities of
+/// that namespace, `no_new_privs`, Docker's default seccomp filter (under the tracer's own,
+/// installed right before exec) and `nosuid`/`nodev` mounts. The tracer, host root, traces it
+/// from outside its namespace. The builder can start from this and pass its own to
+/// [`crate::trace_spec`].
 pub fn default_spec(cmd: &TraceCommand, root: &Path) -> Spec {
     Spec {
         env: cmd.env.clone(),
@@ -31,6 +36,10 @@ pub fn default_spec(cmd: &TraceCommand, root: &Path) -> Spec {
         dev: true,
         proc: Proc::Mount,
         loopback: true,
+        user_namespace: Some(IdMap::build()),
+        capabilities: Some(distill_sandbox::DOCKER_DEFAULT_CAPS.to_vec()),
+        no_new_privs: true,
+        seccomp: Some(SeccompFilter::docker_default()),
         ..Spec::new(cmd.argv.clone())
     }
 }

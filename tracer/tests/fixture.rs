@@ -417,7 +417,14 @@ fn fixture_in_root_records_exact_set_inside_the_root() {
         String::from_utf8_lossy(&r.stderr)
     );
     let got = recorded(&r.accesses);
-    let want = expected("/w", "/fileops");
+    let mut want = expected("/w", "/fileops");
+    // In a root, the command runs under Docker's seccomp filter too, which answers the
+    // obsolete `uselib` with EPERM before the tracer's filter could stop it: nothing is read.
+    want.remove(&(
+        PathBuf::from("/w/ci_uselib_missing"),
+        "uselib".into(),
+        false,
+    ));
     assert_eq!(got, want, "{}", diff(&got, &want));
     check_pids(&r.accesses);
 }
