@@ -72,7 +72,10 @@ impl Images {
         epoch: u64,
         created_by: &str,
     ) -> Result<CommitLayer> {
-        fs::create_dir_all(self.dir()).map_err(io_err(self.dir(), "create directory"))?;
+        // Private to root, as `load` makes it.
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(self.dir())
+            .map_err(io_err(self.dir(), "create directory"))?;
         // Removed by `CommitLayer`'s drop from here on.
         let work = tempfile::Builder::new()
             .prefix(".commit-")

@@ -121,7 +121,10 @@ impl Images {
     /// Load an archive (OCI layout tar or docker-archive): verify every blob, unpack safely,
     /// record it. Loading an image that is already here only updates its name.
     pub fn load(&self, archive: &Path) -> Result<(ImageRecord, bool)> {
-        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir, "create directory"))?;
+        // Private to root, as the root above it (see `ensure_private_dir`).
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&self.dir)
+            .map_err(io_err(&self.dir, "create directory"))?;
         let info = inspect_archive(archive)?;
         if let Some(n) = &info.ref_name {
             check_printable_name(n)?;

@@ -50,6 +50,8 @@ pub use outer::ArchiveFormat;
 pub use tree::TreeUnpacker;
 mod inspect;
 pub use inspect::{inspect_archive, ArchiveInfo};
+mod private_dir;
+pub use private_dir::{check_private_dir, ensure_private_dir};
 mod images;
 pub use images::{normalize_name, parse_config, validate_name, ImageRecord, Images};
 mod commit;

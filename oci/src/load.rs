@@ -150,6 +150,16 @@ impl<R: Read> Decoded<R> {
         })
     }
 
+    /// The raw reader, without decompressing the rest: after a refused entry the rest of a
+    /// layer (a decompression bomb, say) is not worth inflating, only hashing.
+    pub(crate) fn abandon(self) -> R {
+        match self {
+            Decoded::Plain(r) => r,
+            Decoded::Gzip(h) => h.into_parts().2.into_inner(),
+            Decoded::Zstd(h) => h.into_parts().2.finish().into_inner(),
+        }
+    }
+
     /// Reads to the end of the decompressed stream; returns whether that worked, the
     /// digest of the decompressed bytes (None for plain, where the raw digest is the
     /// diff_id) and the raw reader.
@@ -231,7 +241,11 @@ fn unpack_layer(
             }
         }
     }
-    let (drained, diff, raw) = dec.finish();
+    // After a refusal the rest is only hashed, not decompressed (see `abandon`).
+    let (drained, diff, raw) = match failure {
+        Some(_) => (Ok(()), None, dec.abandon()),
+        None => dec.finish(),
+    };
     let (raw_digest, count) = raw.finish().map_err(io_err(archive, "read"))?;
     if count != size {
         return Err(blob_err(format!(

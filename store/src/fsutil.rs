@@ -139,7 +139,13 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathB
     Ok(dest)
 }
 
-/// Creates `path` as a directory if it does not exist.
+/// Creates `path` as a directory (and any missing parent) if it does not exist, mode 0700:
+/// the root and what is in it are root's alone (images and builds hold set-id files).
 pub(crate) fn ensure_dir(path: &Path) -> Result<(), StoreError> {
-    fs::create_dir_all(path).map_err(|e| StoreError::io("create directory", path, e))
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| StoreError::io("create directory", path, e))
 }
