@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use distill_oci::Images;
 use distill_runtime::{
-    cgroup::parse_size, parse_signal, CgroupError, ContainerConfig, DeviceRate, ExecConfig, Limits,
-    Network, Output, Runtime, RuntimeError, State, StateError, Status, Volume,
+    cgroup::parse_size, parse_signal, Attach, CgroupError, ContainerConfig, DeviceRate, ExecConfig,
+    Limits, Network, Output, Runtime, RuntimeError, State, StateError, Status, Volume,
 };
 
 use crate::{refused, Failure};
@@ -82,6 +82,13 @@ pub struct RunArgs {
     /// Run in the background: print the container's name and return once its command runs.
     #[arg(short = 'd', long)]
     detach: bool,
+    /// Keep stdin open: the container reads this command's stdin (otherwise /dev/null).
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the container a terminal of its own (a pseudo-terminal in its /dev/pts) as stdin,
+    /// stdout, stderr and controlling terminal, relayed to this command's (raw mode with -i).
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
@@ -150,6 +157,14 @@ pub struct RunArgs {
 // The arguments of `distill exec` (not a doc comment: see `Command` in main.rs).
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// Keep stdin open: the process reads this command's stdin (otherwise /dev/null).
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the process a terminal of its own (a pseudo-terminal in the container's
+    /// /dev/pts) as stdin, stdout, stderr and controlling terminal, relayed to this
+    /// command's (raw mode with -i).
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Set an environment variable `KEY=VALUE`; may repeat.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -310,6 +325,11 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
             "--ready-http needs -d: only a detached run can return once the service answers"
         )));
     }
+    if a.detach && (a.tty || a.interactive) {
+        return Err(refused(anyhow::anyhow!(
+            "-d cannot be used with -i or -t: a detached container's output goes to the log daemon through pipes and it has no stdin; run it in the foreground (`run -it`) or use `exec -it` into a detached one"
+        )));
+    }
     let network: Network = a.network.parse().map_err(fail)?;
     // The container's network namespace is made on another CPU while the arguments are
     // checked, the image looked up and the container set up (a network namespace is the
@@ -436,8 +456,12 @@ pub fn run(root: &Path, state: &Path, json: bool, a: RunArgs) -> Result<(), Fail
     // This process exits with the container's code right away: init reaps the monitor.
     let mut rt = rt;
     rt.reap_monitor = false;
+    let attach = Attach {
+        stdin: a.interactive,
+        tty: a.tty,
+    };
     let code = rt
-        .run_foreground(&cfg, Output::Inherit, &forward)
+        .run_foreground_attached(&cfg, Output::Inherit, &forward, attach)
         .map_err(fail)?;
     let _ = std::io::stdout().flush();
     std::process::exit(code);
@@ -454,7 +478,13 @@ pub fn exec(state: &Path, a: ExecArgs) -> Result<(), Failure> {
         cwd: a.workdir,
         user: a.user,
     };
-    let code = rt.exec(&a.name, &ex, Output::Inherit).map_err(fail)?;
+    let attach = Attach {
+        stdin: a.interactive,
+        tty: a.tty,
+    };
+    let code = rt
+        .exec_attached(&a.name, &ex, Output::Inherit, attach)
+        .map_err(fail)?;
     let _ = std::io::stdout().flush();
     std::process::exit(code);
 }

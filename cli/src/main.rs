@@ -18,6 +18,7 @@ mod checkpoint_cmd;
 mod container_cmd;
 mod image_cmd;
 mod logs_cmd;
+mod private_dirs;
 mod store_cmd;
 #[cfg(test)]
 mod tests;
@@ -421,6 +422,7 @@ where
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    private_dirs::check(&cli)?;
     match cli.command {
         Command::Key(KeyCommand::Generate { out, user_id }) => {
             std::fs::create_dir_all(&out)

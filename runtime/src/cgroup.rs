@@ -56,10 +56,12 @@ pub fn validate_parent(parent: &str) -> Result<()> {
 }
 
 /// v1 controllers a container joins (those that are mounted).
-const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "pids", "blkio", "freezer"];
+const V1_CONTROLLERS: &[&str] = &[
+    "memory", "cpu", "cpuacct", "pids", "blkio", "freezer", "devices",
+];
 
 /// v1 controllers every container joins, limits or not (see [`Cgroup::needed`]).
-const ALWAYS_V1: &[&str] = &["memory", "pids"];
+const ALWAYS_V1: &[&str] = &["memory", "pids", "devices"];
 
 /// v2 controllers enabled for containers (those the root offers).
 const V2_CONTROLLERS: &[&str] = &["memory", "cpu", "pids", "io"];
@@ -737,6 +739,44 @@ impl Cgroup {
         Ok(w)
     }
 
+    /// A new container's cgroup, before its init runs: creates the directories
+    /// ([`Cgroup::create`]), restricts the devices ([`Cgroup::restrict_devices`]) and writes
+    /// `limits` ([`Cgroup::apply`]).
+    pub fn make(&self, limits: &Limits) -> Result<()> {
+        self.create()?;
+        self.restrict_devices()?;
+        self.apply(limits)
+    }
+
+    /// Lets this cgroup's processes use only the devices of
+    /// [`crate::cgroup_devices::ALLOWED`]: v1 writes `devices.deny` and `devices.allow` of the
+    /// `devices` directory (a v1 host without the devices controller is refused: its
+    /// containers could open every host device), v2 attaches a device program to the
+    /// directory. Before any process of the container is in it.
+    pub fn restrict_devices(&self) -> Result<()> {
+        const FIELD: &str = "device access control";
+        if self.v1 {
+            let dir = self
+                .dirs
+                .get("devices")
+                .ok_or_else(|| CgroupError::Unsupported {
+                    field: FIELD,
+                    path: PathBuf::from("<devices controller>/devices.deny"),
+                })?;
+            restrict_v1_devices(dir)
+        } else {
+            let dir = self.dir("").ok_or_else(|| CgroupError::Unsupported {
+                field: FIELD,
+                path: PathBuf::from("<cgroup2>"),
+            })?;
+            crate::cgroup_devices::attach_program(dir).map_err(|source| CgroupError::Io {
+                op: "attach a BPF_CGROUP_DEVICE program to",
+                path: dir.clone(),
+                source,
+            })
+        }
+    }
+
     /// Writes `limits` (used before the container execs). Stops at the first failure.
     pub fn apply(&self, limits: &Limits) -> Result<()> {
         limits.validate()?;
@@ -817,7 +857,8 @@ impl Cgroup {
     }
 
     /// The part of this cgroup a container with `limits` needs. v1: the `memory` (OOM
-    /// detection, accounting) and `pids` (the process list) controllers always, plus those
+    /// detection, accounting), `pids` (the process list) and `devices`
+    /// ([`Cgroup::restrict_devices`]) controllers always, plus those
     /// `limits` write to; creating, joining and removing a v1 directory costs, so a container
     /// without limits skips cpu/cpuacct/blkio/freezer ([`Cgroup::grow_to`] adds them when an
     /// update needs them). v2: the whole (single-directory) cgroup.
@@ -874,6 +915,11 @@ impl Cgroup {
         for d in &missing {
             // (v1 only: a v2 cgroup is one directory, which exists if the container does.)
             create_dir_in(d, None)?;
+            // A container started before it joined the devices controller: restricted
+            // before anything moves in.
+            if want.dirs.get("devices") == Some(d) {
+                restrict_v1_devices(d)?;
+            }
         }
         for _ in 0..100 {
             let procs = self.procs()?;
@@ -1146,6 +1192,25 @@ fn create_dir_in(dir: &Path, v2: Option<(&Path, &[&str])>) -> Result<()> {
             Err(e) => return Err(io_err("create", dir)(e)),
         }
     }
+}
+
+/// v1: denies every device in the `devices` directory `dir`, then allows those of
+/// [`crate::cgroup_devices::ALLOWED`], one rule per write (as the kernel takes them).
+fn restrict_v1_devices(dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let deny = dir.join("devices.deny");
+    fs::write(&deny, crate::cgroup_devices::V1_DENY_ALL).map_err(io_err("write", &deny))?;
+    let allow = dir.join("devices.allow");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(&allow)
+        .map_err(io_err("open", &allow))?;
+    for line in crate::cgroup_devices::v1_allow_lines() {
+        f.write_all(line.as_bytes()).map_err(|e| {
+            io_err("write", &allow)(io::Error::new(e.kind(), format!("{line:?}: {e}")))
+        })?;
+    }
+    Ok(())
 }
 
 /// Enables `wanted` v2 controllers in `dir`'s `cgroup.subtree_control` (those not yet on).

@@ -119,7 +119,15 @@ fn process_spec(
         vars.push(("HOME".into(), "/".into()));
     }
     let (uid, gid) = user.unwrap_or((0, 0));
+    // CVE-2019-5736: the program is executed through the sealed exec shim, never as a copy
+    // of this binary (see distill_sandbox::ExecShim).
+    let shim = distill_sandbox::ExecShim::shared().map_err(|e| {
+        RuntimeError::Config(format!(
+            "cannot make the exec shim that keeps containers away from the runtime's binary (a sealed, executable memfd): {e}"
+        ))
+    })?;
     Ok(Spec {
+        exec_shim: Some(shim.fd()),
         env: vars,
         cwd: if cwd.is_empty() {
             "/".into()
@@ -177,6 +185,8 @@ pub(crate) fn exec_namespaces() -> Namespaces {
 #[derive(Debug)]
 pub(crate) struct Prepared {
     spec: Spec,
+    /// The init's stdin when it is not `/dev/null` (`run -i`), until the monitor is forked.
+    stdin: Option<OwnedFd>,
 }
 
 impl Prepared {
@@ -276,7 +286,7 @@ impl Prepared {
             new_session: true,
             ..process_spec(&cfg.argv, &cfg.env, &cfg.cwd, user, cfg.seccomp)?
         };
-        Ok(Prepared { spec })
+        Ok(Prepared { spec, stdin: None })
     }
 
     /// The container joins these namespaces (made ahead by [`premake`]) instead of creating
@@ -300,6 +310,20 @@ impl Prepared {
         self.spec.join_cgroups = tasks;
     }
 
+    /// How the init is attached to the caller: `stdin` instead of `/dev/null` (`run -i`),
+    /// and with `console` (the child's end of a console socket, `run -t`) a pseudo-terminal
+    /// of its own as stdio and controlling terminal, whose master it sends there
+    /// ([`distill_sandbox::Spec::console_socket`]).
+    pub fn attach(&mut self, stdin: Option<OwnedFd>, console: Option<OwnedFd>) {
+        self.stdin = stdin;
+        self.spec.console_socket = console;
+    }
+
+    /// The stdin given by [`Prepared::attach`], if any (taken by the launch).
+    pub fn take_stdin(&mut self) -> Option<OwnedFd> {
+        self.stdin.take()
+    }
+
     /// Whether [`Prepared::join_cgroups`] gave it its cgroup.
     pub fn has_cgroup(&self) -> bool {
         !self.spec.join_cgroups.is_empty()
@@ -314,6 +338,8 @@ impl Prepared {
             .as_ref()
             .map_or_else(Vec::new, |p| p.fds());
         v.extend(self.spec.join_cgroups.iter().map(|f| f.as_raw_fd()));
+        v.extend(self.spec.exec_shim);
+        v.extend(self.spec.console_socket.iter().map(|f| f.as_raw_fd()));
         v
     }
 
@@ -338,6 +364,7 @@ impl Prepared {
         // The child has its own copies (it joined or moved in already, or it failed).
         self.spec.join_cgroups = Vec::new();
         self.spec.premade = None;
+        self.spec.console_socket = None;
         r
     }
 }

@@ -33,10 +33,12 @@
 //! log (when the daemon cannot be reached, to the terminal only).
 
 pub mod cgroup;
+pub mod cgroup_devices;
 pub mod checkpoint;
 mod commit;
 pub mod container;
 pub mod state;
+pub mod terminal;
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -53,6 +55,7 @@ use serde::{Deserialize, Serialize};
 pub use cgroup::{CgroupError, DeviceRate, Hierarchy, Limits};
 pub use checkpoint::{CheckpointOptions, CheckpointReport, Criu, RestoreOptions};
 pub use state::{State, StateError, StateRoot, Status};
+pub use terminal::{is_terminal, Attach};
 
 /// Errors of the runtime.
 #[derive(Debug, thiserror::Error)]
@@ -415,7 +418,6 @@ fn pidfd_wait(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
     }
 }
 
-/// Copies two pipes into two writers until both reach EOF.
 /// Writes everything to the terminal and to the log daemon's pipe; a failure of one (a closed
 /// terminal, a daemon gone) does not stop the other.
 struct Tee<'a> {
@@ -432,46 +434,6 @@ impl Write for Tee<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.terminal.flush()
-    }
-}
-
-fn pump(out: OwnedFd, err: OwnedFd, w_out: &mut dyn Write, w_err: &mut dyn Write) {
-    let mut open = [Some(out), Some(err)];
-    let mut buf = vec![0u8; 65536];
-    while open.iter().any(|o| o.is_some()) {
-        let mut pfds: Vec<libc::pollfd> = open
-            .iter()
-            .map(|o| o.as_ref().map_or(-1, |f| f.as_raw_fd()))
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
-        if r < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return;
-        }
-        for i in 0..2 {
-            if pfds[i].revents == 0 {
-                continue;
-            }
-            let fd = pfds[i].fd;
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-            if n <= 0 {
-                if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                open[i] = None;
-                continue;
-            }
-            let w: &mut dyn Write = if i == 0 { &mut *w_out } else { &mut *w_err };
-            let _ = w.write_all(&buf[..n as usize]);
-            let _ = w.flush();
-        }
     }
 }
 
@@ -958,7 +920,14 @@ impl Runtime {
             (Some(l), true) => Some(l),
             _ => None,
         };
-        let (status, _, _) = self.start(cfg, sink.stdout, sink.stderr, events, true, premade)?;
+        let (status, _, _) = self.start(
+            cfg,
+            (None, sink.stdout, sink.stderr),
+            None,
+            events,
+            true,
+            premade,
+        )?;
         drop(status);
         match self.state.inspect(&cfg.name) {
             Ok(s) => Ok(s),
@@ -975,12 +944,27 @@ impl Runtime {
     /// Runs a container in the foreground: streams its output and returns its exit code
     /// (128+N when killed by signal N) once the monitor has recorded it. The signals in
     /// `forward` (e.g. SIGINT, SIGTERM) are blocked in the calling thread meanwhile and passed
-    /// on to the container.
+    /// on to the container. Its stdin is `/dev/null`; see [`Runtime::run_foreground_attached`].
     pub fn run_foreground(
         &self,
         cfg: &ContainerConfig,
         output: Output<'_>,
         forward: &[i32],
+    ) -> Result<i32> {
+        self.run_foreground_attached(cfg, output, forward, Attach::default())
+    }
+
+    /// [`Runtime::run_foreground`] with the caller's stdin (`attach.stdin`, `run -i`) and/or
+    /// a pseudo-terminal of the container's own (`attach.tty`, `run -t`): see
+    /// [`terminal`](crate::terminal). The init never gets a descriptor of the caller's
+    /// terminal: where the caller's stdin, stdout or stderr is one, the container gets a
+    /// pipe that this call copies.
+    pub fn run_foreground_attached(
+        &self,
+        cfg: &ContainerConfig,
+        output: Output<'_>,
+        forward: &[i32],
+        attach: Attach,
     ) -> Result<i32> {
         let mut fwd = Forwarder::new(forward)?;
         let premade = self.claim(cfg)?;
@@ -1012,13 +996,79 @@ impl Runtime {
             self.discard(&cfg.name);
             e
         };
+        // stdin: /dev/null (None), the caller's own when it is not a terminal, else a pipe
+        // copied from it (`relay`: the caller's fd and the pipe's write end).
+        let mut relay: Option<(RawFd, OwnedFd)> = None;
+        let stdin = if attach.stdin && !attach.tty {
+            if terminal::is_terminal(0) {
+                let (r, w) = pipe().map_err(undo)?;
+                relay = Some((0, w));
+                Some(r)
+            } else {
+                Some(dup(0).map_err(undo)?)
+            }
+        } else {
+            None
+        };
         let monitor: Option<i32>;
+        if attach.tty {
+            let (mine, theirs) = terminal::console_pair()
+                .map_err(sys("socketpair for the container's terminal"))
+                .map_err(undo)?;
+            // Its stdio is the terminal it allocates; these only fill the monitor's slots.
+            let null = || -> Result<OwnedFd> {
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open("/dev/null")
+                    .map(OwnedFd::from)
+                    .map_err(sys("open /dev/null"))
+            };
+            let (o, e) = (null().map_err(undo)?, null().map_err(undo)?);
+            let (status, pid, m) =
+                self.start(cfg, (None, o, e), Some(theirs), events, false, premade)?;
+            if let Some(f) = fwd.as_mut() {
+                f.started(pid.0, pid.1);
+            }
+            monitor = m;
+            // Every copy of the child's end is closed by now: no terminal means it failed.
+            if let Ok(Some(master)) = distill_sandbox::recv_console(&mine) {
+                drop(mine);
+                // Readable once the monitor reports the exit (or already read ahead).
+                let (ended_r, ended_w) = pipe()?;
+                let done = if status.buffer().is_empty() {
+                    status.get_ref().as_raw_fd()
+                } else {
+                    drop(ended_w);
+                    ended_r.as_raw_fd()
+                };
+                let mut term_out = io::stdout();
+                match (output, sink) {
+                    (Output::Stream { stdout, .. }, _) => {
+                        terminal::relay_pty(master, attach.stdin, done, stdout)
+                    }
+                    (Output::Inherit, Some(sink)) => {
+                        let mut tee = Tee {
+                            terminal: &mut term_out,
+                            log: std::fs::File::from(sink.stdout),
+                        };
+                        terminal::relay_pty(master, attach.stdin, done, &mut tee)
+                    }
+                    (Output::Inherit, None) => {
+                        terminal::relay_pty(master, attach.stdin, done, &mut term_out)
+                    }
+                }
+            }
+            let code = read_exit(status);
+            return self.foreground_end(cfg, fwd, monitor, code);
+        }
         let code = match output {
             Output::Inherit => match sink {
                 Some(sink) => {
                     let (or, ow) = pipe().map_err(undo)?;
                     let (er, ew) = pipe().map_err(undo)?;
-                    let (status, pid, m) = self.start(cfg, ow, ew, events, false, premade)?;
+                    let (status, pid, m) =
+                        self.start(cfg, (stdin, ow, ew), None, events, false, premade)?;
                     if let Some(f) = fwd.as_mut() {
                         f.started(pid.0, pid.1);
                     }
@@ -1032,13 +1082,29 @@ impl Runtime {
                         terminal: &mut term_err,
                         log: std::fs::File::from(sink.stderr),
                     };
-                    pump(or, er, &mut out, &mut err);
+                    terminal::relay_pipes(relay, or, er, &mut out, &mut err);
                     drop((out, err));
+                    read_exit(status)
+                }
+                // The caller's own descriptors when none is a terminal (no copy, no thread);
+                // pipes copied to them when one is.
+                None if relay.is_some() || terminal::is_terminal(1) || terminal::is_terminal(2) => {
+                    let (or, ow) = pipe().map_err(undo)?;
+                    let (er, ew) = pipe().map_err(undo)?;
+                    let (status, pid, m) =
+                        self.start(cfg, (stdin, ow, ew), None, events, false, premade)?;
+                    if let Some(f) = fwd.as_mut() {
+                        f.started(pid.0, pid.1);
+                    }
+                    monitor = m;
+                    let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
+                    terminal::relay_pipes(relay, or, er, &mut term_out, &mut term_err);
                     read_exit(status)
                 }
                 None => {
                     let (o, e) = (dup(1).map_err(undo)?, dup(2).map_err(undo)?);
-                    let (status, pid, m) = self.start(cfg, o, e, events, false, premade)?;
+                    let (status, pid, m) =
+                        self.start(cfg, (stdin, o, e), None, events, false, premade)?;
                     if let Some(f) = fwd.as_mut() {
                         f.started(pid.0, pid.1);
                     }
@@ -1049,15 +1115,28 @@ impl Runtime {
             Output::Stream { stdout, stderr } => {
                 let (or, ow) = pipe().map_err(undo)?;
                 let (er, ew) = pipe().map_err(undo)?;
-                let (status, pid, m) = self.start(cfg, ow, ew, events, false, premade)?;
+                let (status, pid, m) =
+                    self.start(cfg, (stdin, ow, ew), None, events, false, premade)?;
                 if let Some(f) = fwd.as_mut() {
                     f.started(pid.0, pid.1);
                 }
                 monitor = m;
-                pump(or, er, stdout, stderr);
+                terminal::relay_pipes(relay, or, er, stdout, stderr);
                 read_exit(status)
             }
         };
+        self.foreground_end(cfg, fwd, monitor, code)
+    }
+
+    /// The end of a foreground run: signals no longer forwarded, the monitor reaped (when
+    /// asked), the exit code or why there is none.
+    fn foreground_end(
+        &self,
+        cfg: &ContainerConfig,
+        fwd: Option<Forwarder>,
+        monitor: Option<i32>,
+        code: Option<i32>,
+    ) -> Result<i32> {
         drop(fwd);
         if let (Some(m), true) = (monitor, self.reap_monitor) {
             // The monitor is our direct child in the foreground (single fork).
@@ -1141,8 +1220,8 @@ impl Runtime {
     fn start(
         &self,
         cfg: &ContainerConfig,
-        out: OwnedFd,
-        err: OwnedFd,
+        (stdin, out, err): (Option<OwnedFd>, OwnedFd, OwnedFd),
+        console: Option<OwnedFd>,
         events: Option<&Logd>,
         detach: bool,
         premade: Option<distill_sandbox::PendingNamespaces>,
@@ -1155,6 +1234,7 @@ impl Runtime {
             .map_err(sys("resolve the state directory"))
             .map_err(fail)?;
         let mut prepared = container::Prepared::new(cfg, &dir).map_err(fail)?;
+        prepared.attach(stdin, console);
         let owner = match &cfg.user {
             Some(u) => container::parse_user(u).map_err(fail)?,
             None => (0, 0),
@@ -1194,10 +1274,7 @@ impl Runtime {
             }
         }
         let needed = cg.needed(&cfg.limits)?;
-        let made = needed
-            .create()
-            .and_then(|()| needed.apply(&cfg.limits))
-            .and_then(|()| needed.tasks_files());
+        let made = needed.make(&cfg.limits).and_then(|()| needed.tasks_files());
         made.map_err(|e| {
             // Whatever part of it was made.
             let _ = needed.remove();
@@ -1241,12 +1318,21 @@ impl Runtime {
             self.abort_launch(cfg, launch);
             e
         };
-        let devnull = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open("/dev/null")
-            .map_err(sys("open /dev/null"))
-            .map_err(|e| fail(&launch, e))?;
+        // The init's stdin: /dev/null unless `run -i` gave it one.
+        let given = match &mut launch {
+            Launch::Run(p) => p.take_stdin(),
+            Launch::Restore(_) => None,
+        };
+        let devnull = match given {
+            Some(fd) => fd,
+            None => OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(sys("open /dev/null"))
+                .map_err(|e| fail(&launch, e))?,
+        };
         let (status_r, status_w) = pipe().map_err(|e| fail(&launch, e))?;
         let pid = unsafe { libc::fork() };
         if pid < 0 {
@@ -1441,7 +1527,7 @@ impl Runtime {
             Launch::Restore(plan) => {
                 // CRIU creates the tasks; they join the cgroup (created here, with the
                 // limits) through its --cgroup-root, like a new container's init would.
-                if let Err(e) = cg.create().and_then(|_| cg.apply(&cfg.limits)) {
+                if let Err(e) = cg.make(&cfg.limits) {
                     finish_failed(&mut status, e.to_string(), true);
                 }
                 if let Err(e) = record_monitor(cg.paths()) {
@@ -1485,7 +1571,7 @@ impl Runtime {
                 Err(e) => finish_failed(&mut status, e.to_string(), true),
             };
             let child_pid = child.pid().as_raw();
-            if let Err(e) = cg.create().and_then(|_| cg.apply(&cfg.limits)) {
+            if let Err(e) = cg.make(&cfg.limits) {
                 kill_child(&mut child);
                 finish_failed(&mut status, e.to_string(), true);
             }
@@ -1795,8 +1881,23 @@ impl Runtime {
     }
 
     /// Runs a command inside the running container (all its namespaces and its cgroup,
-    /// with its capabilities, no_new_privs and seccomp). Returns the exit code.
+    /// with its capabilities, no_new_privs and seccomp). Returns the exit code. Its stdin is
+    /// `/dev/null`; see [`Runtime::exec_attached`].
     pub fn exec(&self, name: &str, ex: &ExecConfig, output: Output<'_>) -> Result<i32> {
+        self.exec_attached(name, ex, output, Attach::default())
+    }
+
+    /// [`Runtime::exec`] with the caller's stdin (`attach.stdin`, `exec -i`) and/or a
+    /// pseudo-terminal of the container's own (`attach.tty`, `exec -t`): see
+    /// [`terminal`](crate::terminal). The process is in a session of its own and never gets
+    /// a descriptor of the caller's terminal.
+    pub fn exec_attached(
+        &self,
+        name: &str,
+        ex: &ExecConfig,
+        output: Output<'_>,
+        attach: Attach,
+    ) -> Result<i32> {
         let s = self.state.inspect(name)?;
         if s.status != Status::Running {
             return Err(RuntimeError::NotRunning(name.into()));
@@ -1819,15 +1920,38 @@ impl Runtime {
         };
         let cwd = ex.cwd.clone().unwrap_or_else(|| cfg.cwd.clone());
         let mut spec = container::exec_spec(&ex.argv, &env, &cwd, user, cfg.seccomp, pid)?;
-        let pipes = match &output {
-            Output::Inherit => None,
-            Output::Stream { .. } => {
-                let (or, ow) = pipe()?;
-                let (er, ew) = pipe()?;
-                spec.stdout = distill_sandbox::Stdio::Fd(ow);
-                spec.stderr = distill_sandbox::Stdio::Fd(ew);
-                Some((or, er))
+        // Never in the caller's session: its controlling terminal would be the caller's.
+        spec.new_session = true;
+        let mut console = None;
+        let mut relay: Option<(RawFd, OwnedFd)> = None;
+        if attach.tty {
+            let (mine, theirs) =
+                terminal::console_pair().map_err(sys("socketpair for the process's terminal"))?;
+            spec.console_socket = Some(theirs);
+            console = Some(mine);
+        } else if !attach.stdin {
+            spec.stdin = distill_sandbox::Stdio::Null;
+        } else if terminal::is_terminal(0) {
+            let (r, w) = pipe()?;
+            spec.stdin = distill_sandbox::Stdio::Fd(r);
+            relay = Some((0, w));
+        }
+        // (Otherwise the caller's stdin, which is not a terminal, as it is.)
+        let copy_output = match &output {
+            Output::Inherit => {
+                !attach.tty
+                    && (relay.is_some() || terminal::is_terminal(1) || terminal::is_terminal(2))
             }
+            Output::Stream { .. } => !attach.tty,
+        };
+        let pipes = if copy_output {
+            let (or, ow) = pipe()?;
+            let (er, ew) = pipe()?;
+            spec.stdout = distill_sandbox::Stdio::Fd(ow);
+            spec.stderr = distill_sandbox::Stdio::Fd(ew);
+            Some((or, er))
+        } else {
+            None
         };
         // Joins every namespace of the container; not dumpable until it execs (CVE-2019-5736).
         let target = distill_sandbox::Pid::from_raw(pid);
@@ -1856,8 +1980,32 @@ impl Runtime {
             }
         }
         let released = child.release();
-        if let (Output::Stream { stdout, stderr }, Some((or, er))) = (output, pipes) {
-            pump(or, er, stdout, stderr);
+        if let (Some(sock), true) = (&console, released.is_ok()) {
+            // Readable when the process has exited (it is our child).
+            let done = unsafe { libc::syscall(libc::SYS_pidfd_open, child.pid().as_raw(), 0) };
+            let done = (done >= 0).then(|| unsafe { OwnedFd::from_raw_fd(done as RawFd) });
+            if let (Ok(Some(master)), Some(done)) = (distill_sandbox::recv_console(sock), done) {
+                match output {
+                    Output::Stream { stdout, .. } => {
+                        terminal::relay_pty(master, attach.stdin, done.as_raw_fd(), stdout)
+                    }
+                    Output::Inherit => terminal::relay_pty(
+                        master,
+                        attach.stdin,
+                        done.as_raw_fd(),
+                        &mut io::stdout(),
+                    ),
+                }
+            }
+        } else if let Some((or, er)) = pipes {
+            match output {
+                Output::Stream { stdout, stderr } => {
+                    terminal::relay_pipes(relay, or, er, stdout, stderr)
+                }
+                Output::Inherit => {
+                    terminal::relay_pipes(relay, or, er, &mut io::stdout(), &mut io::stderr())
+                }
+            }
         }
         released.map_err(|e| exec_err(e.to_string()))?;
         let st = child

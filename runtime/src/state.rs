@@ -251,14 +251,13 @@ pub struct StateRoot {
 }
 
 impl StateRoot {
-    /// Opens (creating, mode 0700) the state root at `path`.
+    /// Opens (creating, mode 0700) the state root at `path`. One there already must be the
+    /// caller's and writable by nobody else; one others can only read or search is made
+    /// 0700 ([`distill_oci::ensure_private_dir`]: the containers' writable files, set-id
+    /// programs included, are below it).
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&path)
-            .map_err(io_err("create", &path))?;
+        distill_oci::ensure_private_dir(&path, "--state").map_err(io_err("check", &path))?;
         Ok(StateRoot { path })
     }
 

@@ -425,7 +425,11 @@ fn v1_needed_controllers_grow() {
     }
     let full = own.cgroup("grow");
     let bare = full.needed(&Limits::default()).unwrap();
-    assert_eq!(bare.controllers(), ["memory", "pids"]);
+    let mut always = vec!["memory", "pids"];
+    if h.v1.contains_key("devices") {
+        always.insert(0, "devices");
+    }
+    assert_eq!(bare.controllers(), always);
     bare.create().unwrap();
     assert!(!h.v1["cpu"].join(&own.parent).exists());
     let pid = own.sleeper_in(&bare);
@@ -513,4 +517,151 @@ fn creating_races_removing_an_empty_parent() {
     assert_eq!(failed, None);
     // The race really happened: the parent was taken away under the creations.
     assert!(removed > 10, "the parent was removed only {removed} times");
+}
+
+/// A loop device of the test's own over a file holding `secret`; detached when dropped,
+/// whichever way the test ends.
+struct Loop {
+    dev: std::path::PathBuf,
+}
+
+impl Loop {
+    fn new(file: &std::path::Path, secret: &[u8]) -> Loop {
+        let mut bytes = secret.to_vec();
+        bytes.resize(64 * 1024, 0);
+        std::fs::write(file, &bytes).unwrap();
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .expect("run losetup (util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop {
+            dev: String::from_utf8(out.stdout).unwrap().trim().into(),
+        }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.dev)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok && !std::thread::panicking() {
+            panic!("could not detach {}", self.dev.display());
+        }
+    }
+}
+
+/// Runs `script` in `sh`, moved into `cg` (every directory of it) before it execs if given.
+fn sh_in(cg: Option<&distill_runtime::cgroup::Cgroup>, script: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    let files: Vec<std::fs::File> = cg
+        .map(|cg| cg.paths())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(d.join("cgroup.procs"))
+                .unwrap()
+        })
+        .collect();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", script]);
+    // SAFETY: only write(2) on descriptors opened before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            use std::io::Write;
+            for mut f in &files {
+                f.write_all(b"0")?;
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A process of `cg` (restricted with `restrict_devices`) cannot open the test's loop
+/// device (EPERM) for reading or writing, and can use /dev/null and /dev/urandom; the same
+/// read outside the cgroup gets the secret, so the refusal is the cgroup's.
+fn assert_devices_restricted(cg: &distill_runtime::cgroup::Cgroup, what: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("CGROUP-DEV-SECRET-{}", std::process::id());
+    let lo = Loop::new(&dir.path().join("disk.img"), secret.as_bytes());
+    let dev = lo.dev.display().to_string();
+    let read = format!("head -c 64 {dev} | tr -d '\\0'; echo");
+    assert!(
+        sh_in(None, &read).contains(&secret),
+        "the attack reads {dev} outside"
+    );
+    let script = format!(
+        "echo x >/dev/null && echo NULL-OK; head -c 4 /dev/urandom >/dev/null && echo URANDOM-OK; \
+         {read}; echo pwned | dd of={dev} conv=notrunc 2>&1; true"
+    );
+    let all = sh_in(Some(cg), &script);
+    drop(lo);
+    let image = std::fs::read(dir.path().join("disk.img")).unwrap();
+    assert!(
+        all.contains("NULL-OK") && all.contains("URANDOM-OK"),
+        "{what}: {all}"
+    );
+    assert!(
+        !all.contains(&secret),
+        "{what}: read the loop device: {all}"
+    );
+    assert!(
+        image.starts_with(secret.as_bytes()),
+        "{what}: wrote to {dev}"
+    );
+    assert_eq!(
+        all.matches("Operation not permitted").count(),
+        2,
+        "{what}: reading and writing {dev} must both fail with EPERM: {all}"
+    );
+}
+
+/// cgroup v2's device control for real: this host's unified hierarchy (no controllers on a
+/// hybrid host; device programs attach to any cgroup2 directory) with the container's
+/// BPF_CGROUP_DEVICE program attached.
+#[test]
+fn v2_device_program_denies_what_a_container_is_not_given() {
+    let Some(h2) = v2_hierarchy() else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let own = common::OwnedParent::new(h2);
+    let cg = own.cgroup("v2dev");
+    cg.create().unwrap();
+    cg.restrict_devices().unwrap();
+    assert_devices_restricted(&cg, "v2");
+    cg.remove().unwrap();
+}
+
+/// The same through the v1 devices controller, as a new container's cgroup is made.
+#[test]
+fn v1_devices_controller_denies_what_a_container_is_not_given() {
+    let own = common::OwnedParent::new(distill_runtime::Hierarchy::detect().unwrap());
+    if !own.h.is_v1() || !own.h.v1.contains_key("devices") {
+        eprintln!("skipped: needs the cgroup v1 devices controller");
+        return;
+    }
+    let cg = own.cgroup("v1dev").needed(&Limits::default()).unwrap();
+    cg.make(&Limits::default()).unwrap();
+    let list = cg.read("devices", "devices.list").unwrap();
+    assert!(list.lines().any(|l| l == "c 1:3 rwm"), "{list}");
+    assert!(!list.lines().any(|l| l.starts_with("a ")), "{list}");
+    assert_devices_restricted(&cg, "v1");
+    cg.remove().unwrap();
 }
