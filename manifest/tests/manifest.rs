@@ -19,7 +19,7 @@ deb_version = "1:1.35.0-4+deb12u1+b1"
 sha256 = "{SHA}"
 
 [source.hello-src]
-file = "../src/hello.sh"
+file = "src/hello.sh"
 sha256 = "{SHA}"
 
 [source.tarball]
@@ -125,12 +125,12 @@ fn full_manifest_loads_with_every_field() {
     assert_eq!(
         m.sources["hello-src"].kind,
         SourceKind::File {
-            path: PathBuf::from("../src/hello.sh")
+            path: PathBuf::from("src/hello.sh")
         }
     );
     assert_eq!(
-        loaded.resolve_file(Path::new("../src/hello.sh")),
-        dir.path().join("../src/hello.sh")
+        loaded.resolve_file(Path::new("src/hello.sh")),
+        dir.path().join("src/hello.sh")
     );
     assert_eq!(
         m.sources["tarball"].kind,

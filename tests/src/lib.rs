@@ -2,6 +2,8 @@
 //! test in its own temporary directory with its own root, keys and manifests, so tests run in
 //! parallel without sharing state.
 
+pub mod pty;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

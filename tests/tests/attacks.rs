@@ -10,10 +10,22 @@ use std::time::{Duration, Instant};
 
 use distill_tests::{Lab, Run, World};
 
+#[path = "attacks/bomb.rs"]
+mod bomb;
+#[path = "attacks/builds.rs"]
+mod builds;
+#[path = "attacks/devices.rs"]
+mod devices;
+#[path = "attacks/exe.rs"]
+mod exe;
 #[path = "attacks/manifests.rs"]
 mod manifests;
 #[path = "attacks/names.rs"]
 mod names;
+#[path = "attacks/private_dirs.rs"]
+mod private_dirs;
+#[path = "attacks/terminal.rs"]
+mod terminal;
 
 /// The unprivileged local user of these attacks.
 const USER: u32 = 1000;

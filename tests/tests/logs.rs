@@ -360,7 +360,10 @@ fn two_concurrent_runs_start_exactly_one_daemon() {
 #[test]
 fn without_a_daemon_logs_go_to_files_and_logs_reads_them() {
     let lab = Lab::new();
-    std::fs::create_dir_all(&lab.state).unwrap();
+    // Private, as distill makes a state root (so no notice about its mode is printed).
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&lab.state)
+        .unwrap();
     // The daemon's directory cannot be created: logd cannot start.
     std::fs::write(lab.state.join(".logd"), "not a directory").unwrap();
     let r = lab.sh(
