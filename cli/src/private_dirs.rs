@@ -52,7 +52,7 @@ pub(crate) fn check(cli: &Cli) -> Result<(), Failure> {
         };
         if let Some(old) = tightened {
             eprintln!(
-                "distill: made {what} {} private to its owner (mode {old:04o} -> 0700): it holds files with set-id bits",
+                "distill: made {what} {} private to its owner (mode {old:04o} -> 0700): it may hold image files with set-id bits",
                 path.display()
             );
         }
