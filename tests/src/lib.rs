@@ -542,3 +542,90 @@ pub fn logd_pids_of(state: &Path) -> Vec<i32> {
     }
     pids
 }
+
+/// A loop device of one test's own over a file holding `secret` (padded with zeros to 1 MiB),
+/// for attacks on host block devices: the test never touches the machine's own devices.
+/// Detached when dropped, whichever way the test ends.
+pub struct LoopDevice {
+    /// The device node, e.g. `/dev/loop3`.
+    pub dev: PathBuf,
+    /// The file behind it.
+    pub file: PathBuf,
+    /// Its major and minor numbers.
+    pub major: u64,
+    /// (see `major`)
+    pub minor: u64,
+    content: Vec<u8>,
+}
+
+impl LoopDevice {
+    /// Writes `file` and attaches it (`losetup -f --show`).
+    pub fn new(file: &Path, secret: &[u8]) -> LoopDevice {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut content = secret.to_vec();
+        content.resize(1 << 20, 0);
+        std::fs::write(file, &content).unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .expect("run losetup (util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup -f --show {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The guard exists before anything else can fail.
+        let mut l = LoopDevice {
+            dev: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+            file: file.to_path_buf(),
+            major: 0,
+            minor: 0,
+            content,
+        };
+        let m = std::fs::metadata(&l.dev).unwrap();
+        assert!(m.file_type().is_block_device(), "{}", l.dev.display());
+        l.major = nix::sys::stat::major(m.rdev());
+        l.minor = nix::sys::stat::minor(m.rdev());
+        l
+    }
+
+    /// Panics (with `context`) unless the device and its file still hold what `new` wrote.
+    pub fn assert_untouched(&self, context: &str) {
+        use std::io::Read;
+        let mut head = vec![0u8; 64];
+        std::fs::File::open(&self.dev)
+            .unwrap()
+            .read_exact(&mut head)
+            .unwrap();
+        assert!(
+            head == self.content[..64],
+            "{} was written: {:?}\n{context}",
+            self.dev.display(),
+            String::from_utf8_lossy(&head)
+        );
+        assert!(
+            std::fs::read(&self.file).unwrap() == self.content,
+            "the file behind {} was written\n{context}",
+            self.dev.display()
+        );
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let ok = Command::new("losetup")
+            .arg("-d")
+            .arg(&self.dev)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok && !std::thread::panicking() {
+            panic!(
+                "could not detach {} (over {})",
+                self.dev.display(),
+                self.file.display()
+            );
+        }
+    }
+}

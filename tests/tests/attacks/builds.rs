@@ -228,82 +228,14 @@ fn a_build_step_cannot_open_host_files_by_handle() {
     assert_contained(&out, &all);
 }
 
-/// A loop device of the test's own over a file holding a secret; detached when dropped.
-struct Loop {
-    dev: PathBuf,
-    backing: PathBuf,
-    content: Vec<u8>,
-}
-
-impl Loop {
-    fn new(w: &World) -> Loop {
-        let backing = w.path("loop-backing");
-        let mut content = b"the loop device's secret\n".to_vec();
-        content.resize(1 << 20, 0);
-        std::fs::write(&backing, &content).unwrap();
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&backing)
-            .output()
-            .expect("run losetup");
-        assert!(out.status.success(), "losetup -f --show: {out:?}");
-        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Loop {
-            dev,
-            backing,
-            content,
-        }
-    }
-
-    /// Major and minor number of the device.
-    fn numbers(&self) -> (u32, u32) {
-        let out = Command::new("stat")
-            .args(["-L", "-c", "%t %T"])
-            .arg(&self.dev)
-            .output()
-            .unwrap();
-        let s = String::from_utf8_lossy(&out.stdout);
-        let v: Vec<u32> = s
-            .split_whitespace()
-            .map(|x| u32::from_str_radix(x, 16).unwrap())
-            .collect();
-        (v[0], v[1])
-    }
-
-    fn assert_untouched(&self, all: &str) {
-        use std::io::Read;
-        let mut head = vec![0u8; 64];
-        std::fs::File::open(&self.dev)
-            .unwrap()
-            .read_exact(&mut head)
-            .unwrap();
-        assert!(
-            head == self.content[..64],
-            "{} was written by the build step: {:?}\n{all}",
-            self.dev.display(),
-            String::from_utf8_lossy(&head)
-        );
-        assert!(
-            std::fs::read(&self.backing).unwrap() == self.content,
-            "the loop device's file was written\n{all}"
-        );
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
-
 /// `mknod $out/l0 b MAJOR MINOR` of a block device of the host (a loop device over a file
 /// with a secret), then read it and write to it.
 #[test]
 fn a_build_step_cannot_make_and_use_a_host_block_device() {
     let w = World::new();
     let bin = compile_attack(&w);
-    let lo = Loop::new(&w);
-    let (major, minor) = lo.numbers();
+    let lo = distill_tests::LoopDevice::new(&w.path("loop-backing"), b"the loop device's secret\n");
+    let (major, minor) = (lo.major, lo.minor);
     let m = attack_manifest(
         &w,
         &bin,

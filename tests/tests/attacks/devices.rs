@@ -7,76 +7,10 @@
 //! node made in /dev (a tmpfs that has to allow device nodes) is stopped by the controller
 //! alone, and one made anywhere else by `nodev` (and by the controller behind it).
 
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use distill_tests::Lab;
-
-/// A loop device of the test's own over a file holding a secret; detached when dropped,
-/// whichever way the test ends.
-struct Loop {
-    dev: PathBuf,
-    file: PathBuf,
-    major: u64,
-    minor: u64,
-}
-
-impl Loop {
-    fn new(file: &Path) -> Loop {
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(file)
-            .output()
-            .expect("run losetup (util-linux)");
-        assert!(
-            out.status.success(),
-            "losetup -f --show {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        // The guard exists before anything else can fail.
-        let mut l = Loop {
-            dev,
-            file: file.to_path_buf(),
-            major: 0,
-            minor: 0,
-        };
-        let m = std::fs::metadata(&l.dev).unwrap();
-        assert!(m.file_type().is_block_device(), "{}", l.dev.display());
-        l.major = libc_major(m.rdev());
-        l.minor = libc_minor(m.rdev());
-        l
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let ok = Command::new("losetup")
-            .arg("-d")
-            .arg(&self.dev)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok && !std::thread::panicking() {
-            panic!(
-                "could not detach {} (over {})",
-                self.dev.display(),
-                self.file.display()
-            );
-        }
-    }
-}
-
-// glibc's encoding of dev_t (what `major(3)`/`minor(3)` do).
-fn libc_major(rdev: u64) -> u64 {
-    ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0xfff)
-}
-
-fn libc_minor(rdev: u64) -> u64 {
-    ((rdev >> 12) & 0xffff_ff00) | (rdev & 0xff)
-}
 
 /// The attack in one place `dir` of the container: make a node `c_or_b MAJ MIN` there, open
 /// it for reading (printing what it holds) and for writing (writing `pwned`). Every step
@@ -99,11 +33,7 @@ fn attempt(dir: &str, name: &str, kind: &str, major: u64, minor: u64, write: boo
 fn a_container_cannot_use_a_host_block_device_it_makes_a_node_for() {
     let lab = Lab::new();
     let secret = format!("LOOP-SECRET-{}-0451", std::process::id());
-    let mut bytes = secret.clone().into_bytes();
-    bytes.resize(64 * 1024, b'\n');
-    let backing = lab.path("disk.img");
-    std::fs::write(&backing, &bytes).unwrap();
-    let lo = Loop::new(&backing);
+    let lo = distill_tests::LoopDevice::new(&lab.path("disk.img"), secret.as_bytes());
 
     let mut script = String::from("b=/bin/busybox\n");
     // /dev: a tmpfs where nodes must work, so only the device controller is in the way.
@@ -118,8 +48,8 @@ fn a_container_cannot_use_a_host_block_device_it_makes_a_node_for() {
             "/dev",
             "kvm",
             "c",
-            libc_major(rdev),
-            libc_minor(rdev),
+            nix::sys::stat::major(rdev),
+            nix::sys::stat::minor(rdev),
             false,
         ));
     }
@@ -144,10 +74,7 @@ fn a_container_cannot_use_a_host_block_device_it_makes_a_node_for() {
         &script,
     ]);
     let out = format!("{}{}", r.stdout, r.stderr);
-    // The file behind the loop device, once the device is let go of (which flushes it).
     let dev = lo.dev.clone();
-    drop(lo);
-    let unchanged = std::fs::read(&backing).unwrap() == bytes;
     assert!(
         out.lines().any(|l| l == "done"),
         "the script did not finish:\n{out}"
@@ -164,11 +91,10 @@ fn a_container_cannot_use_a_host_block_device_it_makes_a_node_for() {
         "the container read the host's block device {}:\n{out}",
         dev.display()
     );
-    assert!(
-        unchanged,
+    lo.assert_untouched(&format!(
         "the container wrote to the host's block device {}:\n{out}",
         dev.display()
-    );
+    ));
     // /dev: the device controller (EPERM).
     for what in ["OPEN", "WRITE-OPEN"] {
         assert!(
