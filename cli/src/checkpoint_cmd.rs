@@ -68,6 +68,15 @@ pub struct RestoreArgs {
         value_name = "PARENT"
     )]
     cgroup_parent: String,
+    /// With --import: the host directory for each volume of the archived container
+    /// (`HOST:TARGET[:ro]`, one per volume; the archive's own host paths are never used).
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "HOST:TARGET[:ro]",
+        requires = "import"
+    )]
+    volume: Vec<String>,
     /// The criu binary (default: found on PATH or in /usr/local/sbin; 4.0 or newer).
     #[arg(long, value_name = "PATH")]
     criu: Option<PathBuf>,
@@ -127,6 +136,12 @@ pub fn restore(root: &Path, state: &Path, a: RestoreArgs) -> Result<(), Failure>
                 image_path: None,
                 criu: a.criu,
                 cgroup_parent: Some(a.cgroup_parent),
+                volumes: a
+                    .volume
+                    .iter()
+                    .map(|v| distill_runtime::Volume::parse(v))
+                    .collect::<Result<_, _>>()
+                    .map_err(refused)?,
             };
             rt.import(file, a.new_name.as_deref(), &resolve, &opts)
                 .map_err(failure)?
@@ -139,6 +154,7 @@ pub fn restore(root: &Path, state: &Path, a: RestoreArgs) -> Result<(), Failure>
                 image_path: a.image_path,
                 criu: a.criu,
                 cgroup_parent: None,
+                volumes: Vec::new(),
             };
             rt.restore(&name, &opts).map_err(failure)?
         }

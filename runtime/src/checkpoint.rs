@@ -326,6 +326,10 @@ pub struct RestoreOptions {
     /// [`crate::cgroup::DEFAULT_PARENT`]). The archive's own is never used: where a
     /// container lands in this host's cgroup tree is the importer's choice.
     pub cgroup_parent: Option<String>,
+    /// For an import: the host directory of each volume the archive's container had, by its
+    /// target. An archive's own volume sources are never used: they name host paths of the
+    /// machine it came from, or whatever its author wrote there (`/etc`).
+    pub volumes: Vec<crate::Volume>,
 }
 
 /// Everything the restoring monitor needs, prepared (and checked) before it forks.
@@ -1187,6 +1191,7 @@ impl Runtime {
             .clone()
             .unwrap_or_else(|| crate::cgroup::DEFAULT_PARENT.to_string());
         crate::cgroup::validate_parent(&cfg.cgroup_parent)?;
+        cfg.volumes = map_volumes(&cfg.volumes, &opts.volumes).map_err(&bad)?;
         let lock = self
             .state
             .create(&State::new(cfg).claimed_by_this_process())?;
@@ -1203,6 +1208,17 @@ impl Runtime {
                 if top != CHECKPOINT_DIR.as_bytes() && top != RW_DIR.as_bytes() {
                     return Err(bad(format!(
                         "unexpected entry {:?} (only {CHECKPOINT_DIR}/ and {RW_DIR}/ belong in it)",
+                        String::from_utf8_lossy(&p)
+                    )));
+                }
+                // CRIU's images are regular files in directories; CRIU writes some of them at
+                // restore (stats-restore), so a symlink there would be written through.
+                let kind = e.header().entry_type();
+                if top == CHECKPOINT_DIR.as_bytes()
+                    && !matches!(kind, tar::EntryType::Regular | tar::EntryType::Directory)
+                {
+                    return Err(bad(format!(
+                        "entry {:?} is a {kind:?}; a checkpoint holds only regular files and directories",
                         String::from_utf8_lossy(&p)
                     )));
                 }
@@ -1348,6 +1364,49 @@ pub(crate) fn restore_tree(
     text.trim()
         .parse::<RawFd>()
         .map_err(|_| format!("{}: bad pid {text:?}", plan.pidfile.display()))
+}
+
+/// The volumes of an imported container: for each volume in the archive's configuration,
+/// the importer's `-v HOST:TARGET` with that target (its host directory and read-only
+/// flag). Every archive volume must be mapped and nothing else given: the restored processes
+/// have exactly those mounts.
+fn map_volumes(
+    archived: &[crate::Volume],
+    given: &[crate::Volume],
+) -> std::result::Result<Vec<crate::Volume>, String> {
+    let unmapped: Vec<String> = archived
+        .iter()
+        .filter(|a| !given.iter().any(|g| g.target == a.target))
+        .map(|a| a.target.display().to_string())
+        .collect();
+    if !unmapped.is_empty() {
+        return Err(format!(
+            "its container mounts host directories at {}; an archive's host paths are not used: give the host directory for each with -v HOST:TARGET",
+            unmapped.join(", ")
+        ));
+    }
+    if let Some(extra) = given
+        .iter()
+        .find(|g| !archived.iter().any(|a| a.target == g.target))
+    {
+        return Err(format!(
+            "-v ...:{} names no volume of the archived container (its volumes: {})",
+            extra.target.display(),
+            if archived.is_empty() {
+                "none".to_string()
+            } else {
+                archived
+                    .iter()
+                    .map(|a| a.target.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+    }
+    Ok(archived
+        .iter()
+        .filter_map(|a| given.iter().find(|g| g.target == a.target).cloned())
+        .collect())
 }
 
 #[cfg(test)]

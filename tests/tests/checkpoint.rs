@@ -661,6 +661,20 @@ fn hostile_or_corrupt_imports_are_refused_without_reading_the_host() {
         e.contains("rw/tmp/shadow") && e.contains("not a regular file"),
         "{e}"
     );
+    // A symlink among CRIU's images, to a host file CRIU writes at restore (stats-restore):
+    // refused before CRIU runs, the host file untouched.
+    let canary = lab.path("host-file");
+    std::fs::write(&canary, "the host's\n").unwrap();
+    let mut crit = entries[1..].to_vec();
+    let mut lh = header("checkpoint/stats-restore", tar::EntryType::Symlink, 0o777);
+    lh.set_link_name(&canary).unwrap();
+    crit.push((lh, vec![]));
+    let e = case("criu-link.tar", with_manifest(&manifest, &crit));
+    assert!(
+        e.contains("checkpoint/stats-restore") && e.contains("only regular files and directories"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&canary).unwrap(), "the host's\n");
     // A file the manifest does not list.
     let mut extra = entries[1..].to_vec();
     extra.push((
@@ -701,8 +715,32 @@ fn an_import_runs_on_a_freshly_loaded_image_with_its_files_volumes_and_limits() 
         .ok();
     // Another --root: the same image loaded afresh into another image directory, never run.
     let other = Lab::new();
+    // The archive's host path for /data is never used: without -v the import is refused, and
+    // so is the same archive edited to mount the host's /etc there (the attack), instead of
+    // giving the container /etc read-write.
+    let mut entries = read_export(&tar);
+    let mut m: serde_json::Value = serde_json::from_slice(&entries[0].1).unwrap();
+    assert_eq!(
+        m["checkpoint"]["config"]["volumes"][0]["target"], "/data",
+        "{m}"
+    );
+    m["checkpoint"]["config"]["volumes"][0]["source"] = "/etc".into();
+    entries[0].1 = serde_json::to_vec(&m).unwrap();
+    let hostile = lab.path("etc.tar");
+    write_export(&hostile, &entries);
+    for t in [&tar, &hostile] {
+        let r = other
+            .command(&["restore", "--import", t.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{e}");
+        assert!(e.contains("/data") && e.contains("-v HOST:TARGET"), "{e}");
+        let ps = other.distill(&["ps", "-a", "--format", "json"]);
+        assert_eq!(ps.stdout.trim(), "[]", "{}", ps.stdout);
+    }
     let r = other
-        .command(&["restore", "--import", tar.to_str().unwrap()])
+        .command(&["restore", "--import", hostile.to_str().unwrap(), "-v", &v])
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
