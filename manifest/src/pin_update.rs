@@ -925,7 +925,7 @@ linux-libc-dev:
   Candidate: 6.1.192-3
   Version table:
      6.1.192-3 500
-        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+        500 http://mirror.example/debian-security bookworm-security/main amd64 Packages
  *** 6.1.187-1 100
         100 /var/lib/dpkg/status
 served:
