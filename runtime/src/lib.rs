@@ -1062,69 +1062,52 @@ impl Runtime {
             let code = read_exit(status);
             return self.foreground_end(cfg, fwd, monitor, code);
         }
-        let code = match output {
-            Output::Inherit => match sink {
-                Some(sink) => {
-                    let (or, ow) = pipe().map_err(undo)?;
-                    let (er, ew) = pipe().map_err(undo)?;
-                    let (status, pid, m) =
-                        self.start(cfg, (stdin, ow, ew), None, events, false, premade)?;
-                    if let Some(f) = fwd.as_mut() {
-                        f.started(pid.0, pid.1);
-                    }
-                    monitor = m;
-                    let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
-                    let mut out = Tee {
-                        terminal: &mut term_out,
-                        log: std::fs::File::from(sink.stdout),
-                    };
-                    let mut err = Tee {
-                        terminal: &mut term_err,
-                        log: std::fs::File::from(sink.stderr),
-                    };
-                    terminal::relay_pipes(relay, or, er, &mut out, &mut err);
-                    drop((out, err));
-                    read_exit(status)
-                }
-                // The caller's own descriptors when none is a terminal (no copy, no thread);
-                // pipes copied to them when one is.
-                None if relay.is_some() || terminal::is_terminal(1) || terminal::is_terminal(2) => {
-                    let (or, ow) = pipe().map_err(undo)?;
-                    let (er, ew) = pipe().map_err(undo)?;
-                    let (status, pid, m) =
-                        self.start(cfg, (stdin, ow, ew), None, events, false, premade)?;
-                    if let Some(f) = fwd.as_mut() {
-                        f.started(pid.0, pid.1);
-                    }
-                    monitor = m;
-                    let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
-                    terminal::relay_pipes(relay, or, er, &mut term_out, &mut term_err);
-                    read_exit(status)
-                }
-                None => {
-                    let (o, e) = (dup(1).map_err(undo)?, dup(2).map_err(undo)?);
-                    let (status, pid, m) =
-                        self.start(cfg, (stdin, o, e), None, events, false, premade)?;
-                    if let Some(f) = fwd.as_mut() {
-                        f.started(pid.0, pid.1);
-                    }
-                    monitor = m;
-                    read_exit(status)
-                }
-            },
-            Output::Stream { stdout, stderr } => {
-                let (or, ow) = pipe().map_err(undo)?;
-                let (er, ew) = pipe().map_err(undo)?;
-                let (status, pid, m) =
-                    self.start(cfg, (stdin, ow, ew), None, events, false, premade)?;
-                if let Some(f) = fwd.as_mut() {
-                    f.started(pid.0, pid.1);
-                }
-                monitor = m;
-                terminal::relay_pipes(relay, or, er, stdout, stderr);
-                read_exit(status)
-            }
+        // The caller's own descriptors when nothing needs a copy (no pipe, no copying, no
+        // thread); otherwise pipes, relayed below: to the log daemon as well, to the caller's
+        // writers, or to a terminal the container must never hold.
+        let direct = matches!(output, Output::Inherit)
+            && sink.is_none()
+            && relay.is_none()
+            && !terminal::is_terminal(1)
+            && !terminal::is_terminal(2);
+        let (out_w, err_w, pipes) = if direct {
+            (dup(1).map_err(undo)?, dup(2).map_err(undo)?, None)
+        } else {
+            let (or, ow) = pipe().map_err(undo)?;
+            let (er, ew) = pipe().map_err(undo)?;
+            (ow, ew, Some((or, er)))
         };
+        let (status, pid, m) =
+            self.start(cfg, (stdin, out_w, err_w), None, events, false, premade)?;
+        if let Some(f) = fwd.as_mut() {
+            f.started(pid.0, pid.1);
+        }
+        monitor = m;
+        if let Some((or, er)) = pipes {
+            match output {
+                Output::Stream { stdout, stderr } => {
+                    terminal::relay_pipes(relay, or, er, stdout, stderr)
+                }
+                Output::Inherit => {
+                    let (mut term_out, mut term_err) = (io::stdout(), io::stderr());
+                    match sink {
+                        Some(sink) => {
+                            let mut out = Tee {
+                                terminal: &mut term_out,
+                                log: std::fs::File::from(sink.stdout),
+                            };
+                            let mut err = Tee {
+                                terminal: &mut term_err,
+                                log: std::fs::File::from(sink.stderr),
+                            };
+                            terminal::relay_pipes(relay, or, er, &mut out, &mut err);
+                        }
+                        None => terminal::relay_pipes(relay, or, er, &mut term_out, &mut term_err),
+                    }
+                }
+            }
+        }
+        let code = read_exit(status);
         self.foreground_end(cfg, fwd, monitor, code)
     }
 

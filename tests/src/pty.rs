@@ -21,6 +21,22 @@ pub struct Terminal {
 }
 
 impl Terminal {
+    /// A real `sh` on a `rows` x `cols` terminal of its own (session leader, the terminal its
+    /// controlling terminal), with `lab`'s root, state and cgroup parent in its environment
+    /// and the distill binary as `$D`; no prompts. It runs a line only once the previous one
+    /// is done, as an interactive shell does.
+    pub fn lab_shell(lab: &crate::Lab, rows: u16, cols: u16) -> Terminal {
+        let mut sh = Command::new("/bin/sh");
+        sh.env("DISTILL_ROOT", &lab.root)
+            .env("DISTILL_STATE", &lab.state)
+            .env("DISTILL_CGROUP_PARENT", &lab.cgroup_parent)
+            .env("D", crate::distill_bin())
+            .env("NO_COLOR", "1")
+            .env("PS1", "")
+            .env("PS2", "");
+        Terminal::spawn(sh, rows, cols)
+    }
+
     /// Starts `cmd` with a new pty's slave (`rows` x `cols`) as its stdin, stdout, stderr
     /// and controlling terminal, in a new session.
     pub fn spawn(mut cmd: Command, rows: u16, cols: u16) -> Terminal {

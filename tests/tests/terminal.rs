@@ -2,27 +2,13 @@
 //! own whose slave is the controlling terminal of an `sh` playing the admin's shell).
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use distill_tests::pty::Terminal;
-use distill_tests::{distill_bin, Lab};
+use distill_tests::Lab;
 
 const T: Duration = Duration::from_secs(60);
-
-/// An `sh` on a `rows` x `cols` terminal, with the lab's root and state in its environment
-/// and the distill binary as `$D`.
-fn shell(lab: &Lab, rows: u16, cols: u16) -> Terminal {
-    let mut sh = Command::new("/bin/sh");
-    sh.env("DISTILL_ROOT", &lab.root)
-        .env("DISTILL_STATE", &lab.state)
-        .env("DISTILL_CGROUP_PARENT", &lab.cgroup_parent)
-        .env("D", distill_bin())
-        .env("NO_COLOR", "1")
-        .env("PS1", "")
-        .env("PS2", "");
-    Terminal::spawn(sh, rows, cols)
-}
 
 /// Starts `box`, a detached container that sleeps, and waits until `exec` works in it.
 fn start_box(lab: &Lab) {
@@ -93,7 +79,7 @@ fn interactive_shell_session(term: &Terminal, cmd: &str) {
 fn exec_it_gives_the_process_a_terminal_of_its_own() {
     let lab = Lab::new();
     start_box(&lab);
-    let term = shell(&lab, 30, 100);
+    let term = Terminal::lab_shell(&lab, 30, 100);
     interactive_shell_session(&term, "\"$D\" exec -it box /bin/sh");
     term.type_str("exit\n");
     term.finish(T);
@@ -103,7 +89,7 @@ fn exec_it_gives_the_process_a_terminal_of_its_own() {
 #[test]
 fn run_it_gives_the_container_a_terminal_of_its_own() {
     let lab = Lab::new();
-    let term = shell(&lab, 30, 100);
+    let term = Terminal::lab_shell(&lab, 30, 100);
     interactive_shell_session(&term, "\"$D\" run --rm -it --entrypoint /bin/sh hello");
     term.type_str("exit\n");
     term.finish(T);
@@ -115,7 +101,7 @@ fn run_it_gives_the_container_a_terminal_of_its_own() {
 fn exec_i_from_a_terminal_passes_typed_input() {
     let lab = Lab::new();
     start_box(&lab);
-    let term = shell(&lab, 24, 80);
+    let term = Terminal::lab_shell(&lab, 24, 80);
     term.type_str("\"$D\" exec -i box /bin/sh -c 'tty; cat; echo CAT-DONE'; echo EXIT=$?\n");
     let at = term.wait_for("EXIT=$?", 0, T);
     term.wait_for("not a tty", at, T);
@@ -200,7 +186,7 @@ fn run_i_passes_stdin() {
 fn raw_mode_is_restored_when_the_caller_is_killed() {
     let lab = Lab::new();
     start_box(&lab);
-    let term = shell(&lab, 24, 80);
+    let term = Terminal::lab_shell(&lab, 24, 80);
     let pid_file = lab.path("exec.pid");
     // In the foreground (a background job would be stopped by SIGTTOU as it sets the
     // terminal), with its pid written by the shell it replaces; a background job of the

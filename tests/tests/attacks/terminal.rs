@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use distill_tests::pty::Terminal;
-use distill_tests::{distill_bin, Lab};
+use distill_tests::Lab;
 
 use super::Canary;
 
@@ -102,20 +102,10 @@ fn attack_program(dir: &Path) {
     );
 }
 
-/// The admin's shell: a real `sh` on a terminal of its own (session leader, the terminal
-/// its controlling terminal), with the lab's state and root in its environment. It runs a
-/// line only once the previous one is done, as an interactive shell does, so a line pushed
-/// into its terminal while `distill` runs is the next thing it executes.
+/// The admin's shell: a real `sh` on a terminal of its own, so a line pushed into its
+/// terminal while `distill` runs is the next thing it executes.
 fn admin_shell(lab: &Lab) -> Terminal {
-    let mut sh = Command::new("/bin/sh");
-    sh.env("DISTILL_ROOT", &lab.root)
-        .env("DISTILL_STATE", &lab.state)
-        .env("DISTILL_CGROUP_PARENT", &lab.cgroup_parent)
-        .env("D", distill_bin())
-        .env("NO_COLOR", "1")
-        .env("PS1", "")
-        .env("PS2", "");
-    Terminal::spawn(sh, 24, 80)
+    Terminal::lab_shell(lab, 24, 80)
 }
 
 /// Types `cmd` into the admin's shell (the attack program in the container), plays the
